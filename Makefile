@@ -1,0 +1,39 @@
+# notos-agent: build, test, benchmark. See README.md.
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+BIN       := bin/notos-agent
+FUZZTIME  ?= 10s
+# Tier 1 and 2 tests are heavy (namespaces, dnsmasq, QEMU): one package at a time.
+TESTFLAGS ?= -count=1 -p 1 -timeout 45m
+
+export CGO_ENABLED := 0
+export NOTOS_AGENT_BIN := $(CURDIR)/$(BIN)
+
+.PHONY: all build test unit lint fuzz bench e2e demo clean
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/notos-agent
+
+# The whole suite: lint, every test tier, and a short run of every fuzz target.
+test: build lint
+	$(GO) test $(TESTFLAGS) ./...
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+# Tier 0 only: no root, no namespaces, no QEMU.
+unit:
+	NOTOS_TIER0_ONLY=1 $(GO) test -count=1 -short ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+fuzz:
+	FUZZTIME=$${FUZZTIME:-2m} scripts/fuzz.sh
+
+bench: build
+	scripts/bench.sh
+
+clean:
+	rm -rf bin
