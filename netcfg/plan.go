@@ -79,6 +79,8 @@ type Lease struct {
 	Duration  time.Duration `json:"duration"` // option 51
 	T1        time.Duration `json:"t1"`       // option 58, else Duration/2
 	T2        time.Duration `json:"t2"`       // option 59, else Duration*7/8
+	// Hostname is option 12 when it is a valid DNS name.
+	Hostname string `json:"hostname,omitempty"`
 	// ACK is the raw DHCPACK, so the keeper rebuilds the exact plan.
 	ACK []byte `json:"ack"`
 }
