@@ -1,0 +1,221 @@
+package netcfg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultInitialDelay bounds the random wait before the first DISCOVER.
+// RFC 2131 §4.4.1 suggests one to ten seconds so that clients started
+// together do not answer in lockstep; a boot cannot afford that, and the
+// ±1 s randomized retransmissions already spread clients whose first
+// packet was lost. A few milliseconds still break the exact lockstep of a
+// thousand VMs started by one API call, at a cost the boot does not notice.
+const DefaultInitialDelay = 2 * time.Millisecond
+
+// requestTries is how often a REQUEST is sent (RFC 2131 §4.4.1
+// retransmission) before the client starts over with a DISCOVER.
+const requestTries = 4
+
+// requestedOptions is the parameter request list (option 55): everything
+// ACKToPlan reads, plus NTP (42) for whoever reads the saved ACK.
+var requestedOptions = []dhcpv4.OptionCode{
+	dhcpv4.OptionSubnetMask,           // 1
+	dhcpv4.OptionRouter,               // 3
+	dhcpv4.OptionDomainNameServer,     // 6
+	dhcpv4.OptionHostName,             // 12
+	dhcpv4.OptionDomainName,           // 15
+	dhcpv4.OptionInterfaceMTU,         // 26
+	dhcpv4.OptionBroadcastAddress,     // 28
+	dhcpv4.OptionNTPServers,           // 42
+	dhcpv4.OptionIPAddressLeaseTime,   // 51
+	dhcpv4.OptionServerIdentifier,     // 54
+	dhcpv4.OptionRenewTimeValue,       // 58
+	dhcpv4.OptionRebindingTimeValue,   // 59
+	dhcpv4.OptionDNSDomainSearchList,  // 119
+	dhcpv4.OptionClasslessStaticRoute, // 121
+}
+
+// ErrNAK is returned (wrapped) when a server answers a REQUEST with DHCPNAK.
+var ErrNAK = errors.New("DHCPNAK")
+
+// ErrNoAnswer is returned (wrapped) when no server answered in time.
+var ErrNoAnswer = errors.New("no answer from a DHCP server")
+
+// DHCPOptions tunes a DHCP client.
+type DHCPOptions struct {
+	// Hostname is sent as option 12 when not empty.
+	Hostname string
+	// InitialDelay is the upper bound of the random wait before the first
+	// DISCOVER; zero means DefaultInitialDelay, negative means none.
+	InitialDelay time.Duration
+	// Logf, when set, gets one line per exchange.
+	Logf func(format string, args ...any)
+}
+
+// RetransmitDelay is the wait after the attempt-th transmission (0 for the
+// first) of a message before sending it again: RFC 2131 §4.1, 4 s doubled
+// each time up to 64 s, randomized by ±1 s. r is uniform in [0, 1).
+func RetransmitDelay(attempt int, r float64) time.Duration {
+	d := 64 * time.Second
+	if attempt < 4 {
+		d = (4 * time.Second) << attempt
+	}
+	return d + time.Duration((2*r-1)*float64(time.Second))
+}
+
+// dhcpClient is one link's DHCP exchanges over a packet socket.
+type dhcpClient struct {
+	iface string
+	hw    net.HardwareAddr
+	c     *nclient4.Client
+	o     DHCPOptions
+}
+
+// openDHCP opens a packet socket on iface, as the link has no address yet.
+func openDHCP(iface string, o DHCPOptions) (*dhcpClient, error) {
+	ifi, err := net.InterfaceByName(iface)
+	if err != nil {
+		return nil, fmt.Errorf("find link %s: %w", iface, err)
+	}
+	if len(ifi.HardwareAddr) != 6 {
+		return nil, fmt.Errorf("link %s: hardware address %q is not Ethernet", iface, ifi.HardwareAddr)
+	}
+	conn, err := nclient4.NewRawUDPConn(iface, nclient4.ClientPort)
+	if errors.Is(err, unix.EAFNOSUPPORT) {
+		return nil, fmt.Errorf("open packet socket on %s: %w (kernel module af_packet missing?)", iface, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open packet socket on %s: %w", iface, err)
+	}
+	// Retransmission is ours (RFC 2131 §4.1 with jitter): nclient4 sends
+	// once per call and waits until the per-attempt context ends.
+	c, err := nclient4.NewWithConn(conn, ifi.HardwareAddr, nclient4.WithRetry(1), nclient4.WithTimeout(time.Hour))
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("start DHCP client on %s: %w", iface, err)
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	return &dhcpClient{iface: iface, hw: ifi.HardwareAddr, c: c, o: o}, nil
+}
+
+// Close releases the socket. Closing a packet socket waits for an RCU
+// grace period in the kernel (packet_release calls synchronize_net), which
+// costs milliseconds: callers that are done may do it in the background.
+func (d *dhcpClient) Close() error { return d.c.Close() }
+
+// modifiers are the options every message of ours carries.
+func (d *dhcpClient) modifiers() []dhcpv4.Modifier {
+	m := []dhcpv4.Modifier{
+		dhcpv4.WithRequestedOptions(requestedOptions...),
+		// RFC 2132 §9.14: type 1 (Ethernet) followed by the MAC address.
+		dhcpv4.WithOption(dhcpv4.OptClientIdentifier(append([]byte{1}, d.hw...))),
+		dhcpv4.WithOption(dhcpv4.OptMaxMessageSize(nclient4.MaxMessageSize)),
+	}
+	if d.o.Hostname != "" {
+		m = append(m, dhcpv4.WithOption(dhcpv4.OptHostName(d.o.Hostname)))
+	}
+	return m
+}
+
+// exchange sends msg to dest and waits for a reply that match accepts,
+// retransmitting with RFC 2131 §4.1 backoff, at most tries times (0: until
+// ctx ends). The secs field counts from start (RFC 2131 §2).
+func (d *dhcpClient) exchange(ctx context.Context, dest *net.UDPAddr, msg *dhcpv4.DHCPv4, match nclient4.Matcher, tries int, start time.Time) (*dhcpv4.DHCPv4, error) {
+	for attempt := 0; tries == 0 || attempt < tries; attempt++ {
+		msg.NumSeconds = uint16(min(time.Since(start)/time.Second, 0xffff))
+		actx, cancel := context.WithTimeout(ctx, RetransmitDelay(attempt, rand.Float64()))
+		reply, err := d.c.SendAndRead(actx, dest, msg, match)
+		cancel()
+		switch {
+		case err == nil:
+			return reply, nil
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("%s on %s: %w: %w", msg.MessageType(), d.iface, ErrNoAnswer, ctx.Err())
+		case !errors.Is(err, context.DeadlineExceeded):
+			return nil, fmt.Errorf("send %s on %s: %w", msg.MessageType(), d.iface, err)
+		}
+		d.o.Logf("dhcp %s: no answer to %s (try %d), sending again", d.iface, msg.MessageType(), attempt+1)
+	}
+	return nil, fmt.Errorf("%s on %s: %w after %d tries", msg.MessageType(), d.iface, ErrNoAnswer, tries)
+}
+
+// acquire runs DISCOVER, OFFER, REQUEST, ACK (RFC 2131 §3.1) until it gets
+// an ACK or ctx ends; a NAK or an unanswered REQUEST starts over.
+func (d *dhcpClient) acquire(ctx context.Context) (*dhcpv4.DHCPv4, time.Time, error) {
+	delay := d.o.InitialDelay
+	if delay == 0 {
+		delay = DefaultInitialDelay
+	}
+	if delay > 0 {
+		t := time.NewTimer(rand.N(delay))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, time.Time{}, fmt.Errorf("dhcp on %s: %w", d.iface, ctx.Err())
+		case <-t.C:
+		}
+	}
+	start := time.Now()
+	for {
+		discover, err := dhcpv4.NewDiscovery(d.hw, d.modifiers()...)
+		if err != nil {
+			return nil, time.Time{}, fmt.Errorf("build DISCOVER for %s: %w", d.iface, err)
+		}
+		offer, err := d.exchange(ctx, nclient4.DefaultServers, discover, nclient4.IsMessageType(dhcpv4.MessageTypeOffer), 0, start)
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		// RFC 2131 §3.1 step 3: the REQUEST (SELECTING) names the
+		// server and the offered address, and is broadcast.
+		req, err := dhcpv4.NewRequestFromOffer(offer, d.modifiers()...)
+		if err != nil {
+			return nil, time.Time{}, fmt.Errorf("build REQUEST for %s: %w", d.iface, err)
+		}
+		sent := time.Now()
+		reply, err := d.exchange(ctx, nclient4.DefaultServers, req, nclient4.IsAll(
+			nclient4.IsCorrectServer(offer.ServerIdentifier()),
+			nclient4.IsMessageType(dhcpv4.MessageTypeAck, dhcpv4.MessageTypeNak)), requestTries, start)
+		switch {
+		case ctx.Err() != nil:
+			return nil, time.Time{}, err
+		case errors.Is(err, ErrNoAnswer):
+			d.o.Logf("dhcp %s: %v: starting over", d.iface, err)
+			continue
+		case err != nil:
+			return nil, time.Time{}, err
+		case reply.MessageType() == dhcpv4.MessageTypeNak:
+			// RFC 2131 §3.1 step 5: a NAK sends the client back to INIT.
+			d.o.Logf("dhcp %s: NAK from %s (%q): starting over", d.iface, reply.ServerIdentifier(), reply.Message())
+			continue
+		}
+		// RFC 2131 §4.4.5: lease times count from the REQUEST.
+		return reply, sent, nil
+	}
+}
+
+// AcquireLease gets a lease on iface by DISCOVER/OFFER/REQUEST/ACK over a
+// packet socket, until ctx ends, and turns the ACK into a plan. The socket
+// is closed in the background (see dhcpClient.Close).
+func AcquireLease(ctx context.Context, iface string, o DHCPOptions) (Plan, error) {
+	d, err := openDHCP(iface, o)
+	if err != nil {
+		return Plan{}, err
+	}
+	defer func() { go d.Close() }()
+	ack, sent, err := d.acquire(ctx)
+	if err != nil {
+		return Plan{}, err
+	}
+	return ACKToPlan(iface, ack, sent)
+}
