@@ -29,6 +29,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"version", "print the version", cmdVersion},
+		{"modprobe", "load kernel modules and their dependencies", cmdModprobe},
 	}
 }
 

@@ -1,0 +1,318 @@
+package kmod
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+)
+
+// outcome is the part of a Result a test compares; errors are checked on
+// their own, durations not at all.
+type outcome struct {
+	Name, Module string
+	Dep          bool
+	Outcome      Outcome
+	Via          string
+}
+
+func outcomes(results []Result) []outcome {
+	var o []outcome
+	for _, r := range results {
+		o = append(o, outcome{r.Name, r.Module, r.Dep, r.Outcome, r.Via})
+	}
+	return o
+}
+
+// virtioTree writes a tree shaped like Debian's virtio modules.
+func virtioTree(s *fakeSystem) {
+	s.index("modules.dep", `kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko
+kernel/net/core/failover.ko:
+kernel/drivers/virtio/virtio.ko:
+kernel/drivers/virtio/virtio_ring.ko:
+kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/fs/isofs/isofs.ko: kernel/drivers/cdrom/cdrom.ko
+kernel/drivers/cdrom/cdrom.ko:
+kernel/drivers/char/hw_random/virtio-rng.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+`)
+	for _, m := range []string{
+		"kernel/drivers/net/virtio_net.ko", "kernel/drivers/net/net_failover.ko", "kernel/net/core/failover.ko",
+		"kernel/drivers/virtio/virtio.ko", "kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/block/virtio_blk.ko",
+		"kernel/fs/isofs/isofs.ko", "kernel/drivers/cdrom/cdrom.ko", "kernel/drivers/char/hw_random/virtio-rng.ko",
+	} {
+		s.module(m)
+	}
+	s.index("modules.alias", `# Aliases extracted from modules themselves.
+alias fs-iso9660 isofs
+alias iso9660 isofs
+alias virtio:d00000001v* virtio_net
+alias virtio:d00000002v* virtio_blk
+alias virtio:d00000004v* virtio_rng
+alias devname:cdrom cdrom
+`)
+	s.index("modules.builtin", "kernel/net/packet/af_packet.ko\nkernel/drivers/virtio/virtio_pci.ko\n")
+	s.write(s.tree+"/modules.builtin.modinfo", []byte("af_packet.alias=net-pf-17\x00af_packet.license=GPL\x00virtio_pci.alias=pci:v00001AF4d*sv*sd*bc*sc*i*\x00"))
+}
+
+func TestLoad(t *testing.T) {
+	loaded := func(name, m string, dep bool) outcome {
+		return outcome{name, m, dep, Loaded, "finit_module"}
+	}
+	// What virtio_net needs, in load order.
+	virtioNetDeps := []outcome{
+		loaded("virtio_net", "virtio_ring", true),
+		loaded("virtio_net", "virtio", true),
+		loaded("virtio_net", "failover", true),
+		loaded("virtio_net", "net_failover", true),
+	}
+	tests := []struct {
+		name      string
+		specs     []string
+		setup     func(*fakeSystem)
+		want      []outcome
+		wantCalls []string // modules given to the kernel, in order
+	}{{
+		name:  "dependencies first, deepest first, each once",
+		specs: []string{"virtio_net", "virtio_blk"},
+		want: append(virtioNetDeps,
+			loaded("virtio_net", "virtio_net", false),
+			loaded("virtio_blk", "virtio_blk", false),
+		),
+		wantCalls: []string{"virtio_ring", "virtio", "failover", "net_failover", "virtio_net", "virtio_blk"},
+	}, {
+		name:  "dash and underscore are the same",
+		specs: []string{"virtio-net", "virtio_rng"},
+		want: append(virtioNetDeps,
+			loaded("virtio-net", "virtio_net", false),
+			loaded("virtio_rng", "virtio_rng", false),
+		),
+		wantCalls: []string{"virtio_ring", "virtio", "failover", "net_failover", "virtio_net", "virtio_rng"},
+	}, {
+		name:  "aliases, plain and wildcard",
+		specs: []string{"fs-iso9660", "virtio:d00000002v00001AF4"},
+		want: []outcome{
+			loaded("isofs", "cdrom", true),
+			loaded("fs-iso9660", "isofs", false),
+			loaded("virtio_blk", "virtio_ring", true),
+			loaded("virtio_blk", "virtio", true),
+			loaded("virtio:d00000002v00001AF4", "virtio_blk", false),
+		},
+		wantCalls: []string{"cdrom", "isofs", "virtio_ring", "virtio", "virtio_blk"},
+	}, {
+		name:  "built in: modules.builtin, its modinfo aliases, /sys/module without initstate",
+		specs: []string{"af_packet", "net-pf-17", "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00", "unix"},
+		setup: func(s *fakeSystem) { s.write("/sys/module/unix/parameters/x", nil) },
+		want: []outcome{
+			{"af_packet", "af_packet", false, BuiltIn, ""},
+			{"net-pf-17", "af_packet", false, BuiltIn, ""},
+			{"pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00", "virtio_pci", false, BuiltIn, ""},
+			{"unix", "unix", false, BuiltIn, ""},
+		},
+	}, {
+		name:  "already loaded: /sys/module/X/initstate, /proc/modules",
+		specs: []string{"virtio_net", "isofs"},
+		setup: func(s *fakeSystem) {
+			s.loadedModule("failover")
+			s.write("/proc/modules", []byte("cdrom 81920 1 isofs, Live 0xffffffffc0a00000\nvirtio 16384 0 - Live 0x0\n"))
+		},
+		want: []outcome{
+			loaded("virtio_net", "virtio_ring", true),
+			{"virtio_net", "virtio", true, AlreadyLoaded, ""},
+			{"virtio_net", "failover", true, AlreadyLoaded, ""},
+			loaded("virtio_net", "net_failover", true),
+			loaded("virtio_net", "virtio_net", false),
+			{"isofs", "cdrom", true, AlreadyLoaded, ""},
+			loaded("isofs", "isofs", false),
+		},
+		wantCalls: []string{"virtio_ring", "net_failover", "virtio_net", "isofs"},
+	}, {
+		name:  "a name asked for twice, or after it came as a dependency",
+		specs: []string{"virtio_net", "failover", "virtio_net"},
+		want: append(virtioNetDeps,
+			loaded("virtio_net", "virtio_net", false),
+			outcome{"failover", "failover", false, AlreadyLoaded, ""},
+			outcome{"virtio_net", "virtio_net", false, AlreadyLoaded, ""},
+		),
+		wantCalls: []string{"virtio_ring", "virtio", "failover", "net_failover", "virtio_net"},
+	}, {
+		name:      "EEXIST: another loader won the race",
+		specs:     []string{"cdrom"},
+		setup:     func(s *fakeSystem) { s.kernel.refuse["cdrom"] = unix.EEXIST },
+		want:      []outcome{{"cdrom", "cdrom", false, AlreadyLoaded, ""}},
+		wantCalls: []string{"cdrom"},
+	}, {
+		name:  "softdep pre: before, post: after, missing softdeps ignored",
+		specs: []string{"isofs"},
+		setup: func(s *fakeSystem) {
+			s.index("modules.softdep", "# comment\nsoftdep isofs pre: virtio-rng nosuch post: failover\nsoftdep isofs ignored-before-mode\n")
+		},
+		want: []outcome{
+			loaded("virtio_rng", "virtio_ring", true),
+			loaded("virtio_rng", "virtio", true),
+			loaded("isofs", "virtio_rng", true),
+			loaded("isofs", "cdrom", true),
+			loaded("isofs", "isofs", false),
+			loaded("isofs", "failover", true),
+		},
+		wantCalls: []string{"virtio_ring", "virtio", "virtio_rng", "cdrom", "isofs", "failover"},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newFakeSystem(t)
+			virtioTree(s)
+			if tt.setup != nil {
+				tt.setup(s)
+			}
+			results := s.loader().Load(context.Background(), tt.specs...)
+			for _, r := range results {
+				if r.Err != nil {
+					t.Errorf("%s: unexpected error %v", r.Module, r.Err)
+				}
+			}
+			if diff := cmp.Diff(tt.want, outcomes(results)); diff != "" {
+				t.Errorf("Load(%q) results (-want +got):\n%s", tt.specs, diff)
+			}
+			var calls []string
+			for _, c := range s.kernel.calls {
+				calls = append(calls, c.Module)
+			}
+			if diff := cmp.Diff(tt.wantCalls, calls); diff != "" {
+				t.Errorf("Load(%q) kernel calls (-want +got):\n%s", tt.specs, diff)
+			}
+		})
+	}
+}
+
+func TestLoadFailures(t *testing.T) {
+	tests := []struct {
+		name    string
+		specs   []string
+		setup   func(*fakeSystem)
+		want    []outcome
+		wantErr map[string]string // module → text its error must hold
+		wantIs  map[string]error
+	}{{
+		name:  "missing module fails, the others load",
+		specs: []string{"nosuch", "cdrom"},
+		want: []outcome{
+			{"nosuch", "nosuch", false, Failed, ""},
+			{"cdrom", "cdrom", false, Loaded, "finit_module"},
+		},
+		wantErr: map[string]string{"nosuch": "module not found in /lib/modules/6.1.0-test"},
+		wantIs:  map[string]error{"nosuch": ErrNotFound},
+	}, {
+		name:  "refused by the kernel: the reason, and what needs it fails",
+		specs: []string{"isofs", "failover"},
+		setup: func(s *fakeSystem) { s.kernel.refuse["cdrom"] = unix.ENOEXEC },
+		want: []outcome{
+			{"isofs", "cdrom", true, Failed, ""},
+			{"isofs", "isofs", false, Failed, ""},
+			{"failover", "failover", false, Loaded, "finit_module"},
+		},
+		wantErr: map[string]string{
+			"cdrom": "finit_module /lib/modules/6.1.0-test/kernel/drivers/cdrom/cdrom.ko: exec format error",
+			"isofs": "needs cdrom: finit_module /lib/modules/6.1.0-test/kernel/drivers/cdrom/cdrom.ko: exec format error",
+		},
+		wantIs: map[string]error{"cdrom": unix.ENOEXEC, "isofs": unix.ENOEXEC},
+	}, {
+		name:    "file listed in modules.dep but gone",
+		specs:   []string{"gone"},
+		setup:   func(s *fakeSystem) { s.index("modules.dep", "kernel/gone.ko:\n") },
+		want:    []outcome{{"gone", "gone", false, Failed, ""}},
+		wantErr: map[string]string{"gone": "open "},
+		wantIs:  map[string]error{"gone": unix.ENOENT},
+	}, {
+		name:  "dependency cycle",
+		specs: []string{"a", "c"},
+		setup: func(s *fakeSystem) {
+			s.index("modules.dep", "a.ko: b.ko\nb.ko: c.ko\nc.ko: a.ko\n")
+			s.module("a.ko")
+			s.module("b.ko")
+			s.module("c.ko")
+		},
+		want: []outcome{
+			{"b", "c", true, Failed, ""},
+			{"a", "b", true, Failed, ""},
+			{"a", "a", false, Failed, ""},
+			{"c", "c", false, Failed, ""},
+		},
+		wantErr: map[string]string{
+			"c": "dependency cycle: a -> b -> c -> a",
+			"a": "needs b: needs c: dependency cycle: a -> b -> c -> a",
+		},
+		wantIs: map[string]error{"a": ErrCycle, "b": ErrCycle, "c": ErrCycle},
+	}, {
+		name:  "module depends on itself",
+		specs: []string{"selfish"},
+		setup: func(s *fakeSystem) {
+			s.index("modules.dep", "selfish.ko: selfish.ko\n")
+			s.module("selfish.ko")
+		},
+		want:    []outcome{{"selfish", "selfish", false, Failed, ""}},
+		wantErr: map[string]string{"selfish": "dependency cycle: selfish -> selfish"},
+	}, {
+		name:  "malformed modules.dep fails every name, naming the line",
+		specs: []string{"cdrom", "isofs"},
+		setup: func(s *fakeSystem) { s.index("modules.dep", "kernel/a.ko:\n\nkernel/b.ko kernel/a.ko\n") },
+		want: []outcome{
+			{"cdrom", "cdrom", false, Failed, ""},
+			{"isofs", "isofs", false, Failed, ""},
+		},
+		wantErr: map[string]string{"cdrom": "modules.dep line 3: malformed line: no ':'"},
+		wantIs:  map[string]error{"cdrom": ErrMalformed, "isofs": ErrMalformed},
+	}, {
+		name:   "cancelled context",
+		specs:  []string{"cdrom"},
+		setup:  func(s *fakeSystem) {},
+		want:   []outcome{{"cdrom", "cdrom", false, Failed, ""}},
+		wantIs: map[string]error{"cdrom": context.Canceled},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newFakeSystem(t)
+			virtioTree(s)
+			if tt.setup != nil {
+				tt.setup(s)
+			}
+			ctx := context.Background()
+			if tt.name == "cancelled context" {
+				c, cancel := context.WithCancel(ctx)
+				cancel()
+				ctx = c
+			}
+			results := s.loader().Load(ctx, tt.specs...)
+			if diff := cmp.Diff(tt.want, outcomes(results)); diff != "" {
+				t.Errorf("Load(%q) results (-want +got):\n%s", tt.specs, diff)
+			}
+			for _, r := range results {
+				if want, ok := tt.wantErr[r.Module]; ok && (r.Err == nil || !strings.Contains(r.Err.Error(), want)) {
+					t.Errorf("%s: error %v, want it to contain %q", r.Module, r.Err, want)
+				}
+				if want, ok := tt.wantIs[r.Module]; ok && !errors.Is(r.Err, want) {
+					t.Errorf("%s: error %v, want errors.Is %v", r.Module, r.Err, want)
+				}
+				if r.Outcome == Failed && r.Err == nil {
+					t.Errorf("%s: failed without an error", r.Module)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadParams(t *testing.T) {
+	s := newFakeSystem(t)
+	virtioTree(s)
+	s.loader().Load(context.Background(), "isofs  check=relaxed map=off", "virtio_ring")
+	want := []call{
+		{"finit_module", "cdrom", "", 0},
+		{"finit_module", "isofs", "check=relaxed map=off", 0},
+		{"finit_module", "virtio_ring", "", 0},
+	}
+	if diff := cmp.Diff(want, s.kernel.calls); diff != "" {
+		t.Errorf("kernel calls (-want +got):\n%s", diff)
+	}
+}
