@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -114,16 +116,18 @@ func openDHCP(iface string, o DHCPOptions) (*dhcpClient, error) {
 // costs milliseconds: callers that are done may do it in the background.
 func (d *dhcpClient) Close() error { return d.c.Close() }
 
-// modifiers are the options every message of ours carries.
-func (d *dhcpClient) modifiers() []dhcpv4.Modifier {
+func (d *dhcpClient) modifiers() []dhcpv4.Modifier { return modifiers(d.hw, d.o.Hostname) }
+
+// modifiers are the options every REQUEST and DISCOVER of ours carries.
+func modifiers(hw net.HardwareAddr, hostname string) []dhcpv4.Modifier {
 	m := []dhcpv4.Modifier{
 		dhcpv4.WithRequestedOptions(requestedOptions...),
 		// RFC 2132 §9.14: type 1 (Ethernet) followed by the MAC address.
-		dhcpv4.WithOption(dhcpv4.OptClientIdentifier(append([]byte{1}, d.hw...))),
+		dhcpv4.WithOption(dhcpv4.OptClientIdentifier(append([]byte{1}, hw...))),
 		dhcpv4.WithOption(dhcpv4.OptMaxMessageSize(nclient4.MaxMessageSize)),
 	}
-	if d.o.Hostname != "" {
-		m = append(m, dhcpv4.WithOption(dhcpv4.OptHostName(d.o.Hostname)))
+	if hostname != "" {
+		m = append(m, dhcpv4.WithOption(dhcpv4.OptHostName(hostname)))
 	}
 	return m
 }
@@ -218,4 +222,153 @@ func AcquireLease(ctx context.Context, iface string, o DHCPOptions) (Plan, error
 		return Plan{}, err
 	}
 	return ACKToPlan(iface, ack, sent)
+}
+
+// DHCPExchanger is the keeper's real DHCP traffic on one link.
+type DHCPExchanger struct {
+	Iface   string
+	Options DHCPOptions
+}
+
+// Discover runs DISCOVER..ACK over a packet socket until ctx ends.
+func (e *DHCPExchanger) Discover(ctx context.Context) (*dhcpv4.DHCPv4, time.Time, error) {
+	d, err := openDHCP(e.Iface, e.Options)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	defer d.Close()
+	return d.acquire(ctx)
+}
+
+// Request sends a REQUEST in the given state and waits for ACK or NAK
+// until ctx ends. RENEWING and REBINDING go out on a UDP socket bound to
+// the leased address, port 68: RFC 2131 §4.3.2 has the server trust ciaddr
+// and answer it by unicast, and servers (dnsmasq among them) ignore a
+// unicast REQUEST whose IP source is 0.0.0.0, which is what nclient4's
+// packet socket would send. INIT-REBOOT has no usable address yet and
+// goes over the packet socket.
+func (e *DHCPExchanger) Request(ctx context.Context, kind RequestKind, l *Lease) (*dhcpv4.DHCPv4, error) {
+	if kind == InitReboot {
+		return e.initReboot(ctx, l)
+	}
+	c, hw, err := e.leasedConn(l)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	// RFC 2131 §4.3.2 RENEWING/REBINDING: ciaddr set; no server
+	// identifier, no requested address.
+	req, err := dhcpv4.New(append([]dhcpv4.Modifier{
+		dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+		dhcpv4.WithHwAddr(hw),
+		dhcpv4.WithClientIP(l.Address.Addr().AsSlice()),
+		dhcpv4.WithBroadcast(false),
+	}, modifiers(hw, e.Options.Hostname)...)...)
+	if err != nil {
+		return nil, fmt.Errorf("build %s REQUEST for %s: %w", kind, e.Iface, err)
+	}
+	dest := &net.UDPAddr{IP: l.Server.AsSlice(), Port: nclient4.ServerPort}
+	if kind == Rebinding {
+		dest = nclient4.DefaultServers
+	}
+	// One transmission: the keeper times retransmissions (RFC 2131
+	// §4.4.5), so the exchange waits until ctx ends.
+	reply, err := c.SendAndRead(ctx, dest, req, nclient4.IsMessageType(dhcpv4.MessageTypeAck, dhcpv4.MessageTypeNak))
+	if err != nil {
+		return nil, fmt.Errorf("%s REQUEST to %s on %s: %w: %w", kind, dest.IP, e.Iface, ErrNoAnswer, err)
+	}
+	return ackOrNAK(reply, e.Iface)
+}
+
+func ackOrNAK(reply *dhcpv4.DHCPv4, iface string) (*dhcpv4.DHCPv4, error) {
+	if reply.MessageType() == dhcpv4.MessageTypeNak {
+		return nil, fmt.Errorf("%w from %s on %s: %q", ErrNAK, reply.ServerIdentifier(), iface, reply.Message())
+	}
+	return reply, nil
+}
+
+// initReboot asks for the old address again after the link came back
+// (RFC 2131 §3.2, §4.3.2 INIT-REBOOT: option 50 set, ciaddr zero, no
+// server identifier, broadcast).
+func (e *DHCPExchanger) initReboot(ctx context.Context, l *Lease) (*dhcpv4.DHCPv4, error) {
+	d, err := openDHCP(e.Iface, e.Options)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	req, err := dhcpv4.New(append([]dhcpv4.Modifier{
+		dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+		dhcpv4.WithHwAddr(d.hw),
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(l.Address.Addr().AsSlice())),
+	}, d.modifiers()...)...)
+	if err != nil {
+		return nil, fmt.Errorf("build INIT-REBOOT REQUEST for %s: %w", e.Iface, err)
+	}
+	reply, err := d.exchange(ctx, nclient4.DefaultServers, req, nclient4.IsMessageType(dhcpv4.MessageTypeAck, dhcpv4.MessageTypeNak), requestTries, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	return ackOrNAK(reply, e.Iface)
+}
+
+// Release gives the lease back: DHCPRELEASE unicast from the leased
+// address to the server (RFC 2131 §4.4.6).
+func (e *DHCPExchanger) Release(ctx context.Context, l *Lease) error {
+	c, hw, err := e.leasedConn(l)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	msg, err := dhcpv4.New(
+		dhcpv4.WithMessageType(dhcpv4.MessageTypeRelease),
+		dhcpv4.WithHwAddr(hw),
+		dhcpv4.WithClientIP(l.Address.Addr().AsSlice()),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(l.Server.AsSlice())),
+		dhcpv4.WithOption(dhcpv4.OptClientIdentifier(append([]byte{1}, hw...))),
+	)
+	if err != nil {
+		return fmt.Errorf("build RELEASE for %s: %w", e.Iface, err)
+	}
+	dest := &net.UDPAddr{IP: l.Server.AsSlice(), Port: nclient4.ServerPort}
+	if _, err := c.conn.WriteTo(msg.ToBytes(), dest); err != nil {
+		return fmt.Errorf("send RELEASE to %s on %s: %w", dest, e.Iface, err)
+	}
+	return nil
+}
+
+// leasedClient is a DHCP client on a UDP socket bound to the leased
+// address, port 68, on the link.
+type leasedClient struct {
+	*nclient4.Client
+	conn net.PacketConn
+}
+
+func (e *DHCPExchanger) leasedConn(l *Lease) (*leasedClient, net.HardwareAddr, error) {
+	ifi, err := net.InterfaceByName(e.Iface)
+	if err != nil {
+		return nil, nil, fmt.Errorf("find link %s: %w", e.Iface, err)
+	}
+	lc := net.ListenConfig{Control: func(network, address string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			// The link, not the routing table, decides where a REBINDING
+			// broadcast goes; SO_BROADCAST lets it be sent at all.
+			serr = errors.Join(
+				unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, e.Iface),
+				unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1),
+				unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1))
+		})
+		return errors.Join(err, serr)
+	}}
+	addr := net.JoinHostPort(l.Address.Addr().String(), strconv.Itoa(nclient4.ClientPort))
+	conn, err := lc.ListenPacket(context.Background(), "udp4", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open UDP socket on %s %s: %w", e.Iface, addr, err)
+	}
+	c, err := nclient4.NewWithConn(conn, ifi.HardwareAddr, nclient4.WithRetry(1), nclient4.WithTimeout(time.Hour))
+	if err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("start DHCP client on %s %s: %w", e.Iface, addr, err)
+	}
+	return &leasedClient{Client: c, conn: conn}, ifi.HardwareAddr, nil
 }

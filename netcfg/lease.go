@@ -76,16 +76,22 @@ func RemoveLease(root, iface string) error {
 	return nil
 }
 
+// Plan rebuilds the plan of a saved lease from its ACK, with the lifetimes
+// of the whole lease.
+func (l *Lease) Plan() (Plan, error) {
+	ack, err := dhcpv4.FromBytes(l.ACK)
+	if err != nil {
+		return Plan{}, fmt.Errorf("lease of %s: saved ACK: %w", l.Interface, err)
+	}
+	return ACKToPlan(l.Interface, ack, l.Acquired)
+}
+
 // PlanAt rebuilds the plan of a saved lease as of now: the address
 // lifetimes are what remains of the lease, so that applying it again does
 // not extend the address past the lease's end. It fails when the lease has
 // expired or its ACK does not parse.
 func (l *Lease) PlanAt(now time.Time) (Plan, error) {
-	ack, err := dhcpv4.FromBytes(l.ACK)
-	if err != nil {
-		return Plan{}, fmt.Errorf("lease of %s: saved ACK: %w", l.Interface, err)
-	}
-	p, err := ACKToPlan(l.Interface, ack, l.Acquired)
+	p, err := l.Plan()
 	if err != nil {
 		return Plan{}, err
 	}
