@@ -1,0 +1,163 @@
+package vm
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/notos-agent/notos-agent/internal/testenv"
+)
+
+func TestParseMarkers(t *testing.T) {
+	console := "[    1.0] some kernel line\r\n" +
+		"VMTEST init=started\r\n" +
+		"VMTEST-BEGIN modules\r\n" +
+		"virtio_net 57344 0 - Live 0x0\r\n" +
+		"VMTEST not a marker inside a block\r\n" +
+		"\r\n" +
+		"VMTEST-END modules\r\n" +
+		"VMTEST modules.exit=0\r\n" +
+		"VMTEST key=a=b\n" +
+		"VMTEST-BEGIN empty\n" +
+		"VMTEST-END empty\n" +
+		"VMTEST-BEGIN cut\n" +
+		"the guest died here\n"
+	got := ParseMarkers(console)
+	want := Results{
+		Values: map[string]string{"init": "started", "modules.exit": "0", "key": "a=b"},
+		Blocks: map[string][]string{
+			"modules": {"virtio_net 57344 0 - Live 0x0", "VMTEST not a marker inside a block", ""},
+			"empty":   {},
+		},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ParseMarkers: (-want +got)\n%s", diff)
+	}
+}
+
+func TestParseLdd(t *testing.T) {
+	out := "\tlinux-vdso.so.1 (0x00007ffd5a9e1000)\n" +
+		"\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f0e0e000000)\n" +
+		"\tlibz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x00007f0e0e200000)\n" +
+		"\t/lib64/ld-linux-x86-64.so.2 (0x00007f0e0e400000)\n"
+	got, err := parseLdd(out)
+	if err != nil {
+		t.Fatalf("parseLdd: %v", err)
+	}
+	want := []string{"/lib/x86_64-linux-gnu/libc.so.6", "/lib/x86_64-linux-gnu/libz.so.1", "/lib64/ld-linux-x86-64.so.2"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("parseLdd: (-want +got)\n%s", diff)
+	}
+	if _, err := parseLdd("\tlibgone.so.1 => not found\n"); err == nil || !strings.Contains(err.Error(), "libgone.so.1") {
+		t.Errorf("parseLdd of a missing library: err = %v, want one naming libgone.so.1", err)
+	}
+}
+
+// TestAddHostBinary copies a real dynamic program with its libraries and
+// runs it chrooted in the copy: the copy is complete when it starts there.
+func TestAddHostBinary(t *testing.T) {
+	testenv.RequireRoot(t)
+	paths := testenv.RequireCommands(t, "ldd", "true")
+	r := NewInitramfs(t)
+	r.AddHostBinary("/bin/true", paths["true"])
+	libs, err := sharedLibraries(paths["true"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(libs) == 0 {
+		t.Fatalf("sharedLibraries(%s) = none; want libc and the loader (is it static?)", paths["true"])
+	}
+	cmd := exec.Command("/bin/true")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: r.Dir()}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("run /bin/true chrooted in %s: %v\n%s", r.Dir(), err, out)
+	}
+}
+
+// TestWriteCPIO archives a tree and reads it back with GNU cpio.
+func TestWriteCPIO(t *testing.T) {
+	cpio := testenv.RequireCommands(t, "cpio")["cpio"]
+	src := t.TempDir()
+	mustWrite := func(name, data string, mode os.FileMode) {
+		t.Helper()
+		p := filepath.Join(src, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustWrite("init", "#!/bin/sh\necho hi\n", 0o755)
+	mustWrite("etc/a", "abc", 0o600) // 3 bytes: the data needs padding
+	mustWrite("lib/modules/x/empty", "", 0o644)
+	if err := os.Symlink("/bin/busybox", filepath.Join(src, "sh")); err != nil {
+		t.Fatal(err)
+	}
+	var archive bytes.Buffer
+	console := cpioEntry{name: "dev/console", mode: syscall.S_IFCHR | 0o600, rdevMajor: 5, rdevMinor: 1}
+	if err := os.Mkdir(filepath.Join(src, "dev"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeCPIO(&archive, src, []cpioEntry{console}); err != nil {
+		t.Fatalf("writeCPIO: %v", err)
+	}
+	if archive.Len()%4 != 0 {
+		t.Errorf("archive is %d bytes, not a multiple of 4", archive.Len())
+	}
+
+	list := exec.Command(cpio, "-t", "-v", "--quiet")
+	list.Stdin = bytes.NewReader(archive.Bytes())
+	out, err := list.Output()
+	if err != nil {
+		t.Fatalf("cpio -t: %v", err)
+	}
+	if !regexp.MustCompile(`(?m)^crw-------\s+1 root\s+root\s+5,\s+1 .* dev/console$`).MatchString(string(out)) {
+		t.Errorf("cpio -tv has no root-owned char device 5,1 dev/console:\n%s", out)
+	}
+	if !regexp.MustCompile(`(?m)^-rwxr-xr-x\s+1 root\s+root\s+18 .* init$`).MatchString(string(out)) {
+		t.Errorf("cpio -tv has no root-owned 0755 init of 18 bytes:\n%s", out)
+	}
+
+	dst := t.TempDir()
+	extract := exec.Command(cpio, "-i", "-d", "--quiet", "--no-absolute-filenames", "--nonmatching", "dev/console")
+	extract.Dir = dst
+	extract.Stdin = bytes.NewReader(archive.Bytes())
+	if out, err := extract.CombinedOutput(); err != nil {
+		t.Fatalf("cpio -i: %v\n%s", err, out)
+	}
+	for _, f := range []struct {
+		name, data string
+		mode       os.FileMode
+	}{
+		{"init", "#!/bin/sh\necho hi\n", 0o755},
+		{"etc/a", "abc", 0o600},
+		{"lib/modules/x/empty", "", 0o644},
+	} {
+		p := filepath.Join(dst, f.name)
+		got, err := os.ReadFile(p)
+		if err != nil {
+			t.Errorf("read back %s: %v", f.name, err)
+			continue
+		}
+		if string(got) != f.data {
+			t.Errorf("%s = %q, want %q", f.name, got, f.data)
+		}
+		if fi, _ := os.Stat(p); fi.Mode().Perm() != f.mode {
+			t.Errorf("%s mode = %v, want %v", f.name, fi.Mode().Perm(), f.mode)
+		}
+	}
+	if target, err := os.Readlink(filepath.Join(dst, "sh")); err != nil || target != "/bin/busybox" {
+		t.Errorf("readlink sh = %q, %v; want /bin/busybox", target, err)
+	}
+}
