@@ -113,6 +113,9 @@ type Link struct {
 	VLANMAC   string   `json:"vlan_mac_address,omitempty"`
 	BondLinks []string `json:"bond_links,omitempty"`
 	BondMode  string   `json:"bond_mode,omitempty"`
+	// BondMIIMon is bond_miimon in milliseconds (sent as a number or a string).
+	BondMIIMon         int    `json:"bond_miimon,omitempty"`
+	BondXmitHashPolicy string `json:"bond_xmit_hash_policy,omitempty"`
 }
 
 // Network is one networks[] entry.

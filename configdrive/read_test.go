@@ -1,0 +1,275 @@
+package configdrive
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestReadFilesImages reads the DigitalOcean layout from every kind of
+// image clouds write, userspace only.
+func TestReadFilesImages(t *testing.T) {
+	for _, k := range imageKinds {
+		t.Run(k.name, func(t *testing.T) {
+			img := buildImage(t, k, doLayout, k.label)
+			f, err := os.Open(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fstype, label, err := Probe(f)
+			f.Close()
+			if err != nil || fstype != k.fstype || label != k.label {
+				t.Errorf("Probe = %q, %q, %v; want %q, %q", fstype, label, err, k.fstype, k.label)
+			}
+			got, err := ReadFiles(context.Background(), img, ReadOptions{RunDir: t.TempDir()})
+			if err != nil {
+				t.Fatalf("ReadFiles: %v", err)
+			}
+			want := wantFiles(t, doLayout, "latest", img, k.fstype)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("ReadFiles (-want +got):\n%s", diff)
+			}
+			if got.UserData == nil || len(got.UserData) != 0 {
+				t.Errorf("UserData = %v, want present and empty", got.UserData)
+			}
+		})
+	}
+}
+
+// TestLoadDOLayout: the whole chain on the seed's drive, as keys and show
+// will see it.
+func TestLoadDOLayout(t *testing.T) {
+	img := buildImage(t, imageKinds[0], doLayout, "config-2")
+	md, err := Load(context.Background(), Options{Drive: img, RunDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	type summary struct {
+		Source, FSType, Version, InstanceID, Hostname string
+		Keys                                          []string
+		Lines                                         []string
+		Warnings                                      []string
+		AdminPass, UserData                           string
+		HasNetwork, HasDO                             bool
+	}
+	got := summary{
+		Source: md.Source, FSType: md.FSType, Version: md.Version,
+		InstanceID: md.InstanceID, Hostname: md.Hostname,
+		Keys: keyNames(md), Warnings: md.Warnings,
+		AdminPass: md.AdminPass.String(), UserData: md.UserData.String(),
+		HasNetwork: md.Network != nil, HasDO: md.DigitalOcean != nil,
+	}
+	for _, k := range md.PublicKeys {
+		got.Lines = append(got.Lines, k.Line)
+	}
+	// The DigitalOcean list repeats key "0": one copy. dotty_keys never.
+	want := summary{
+		Source: img, FSType: FSISO9660, Version: "latest",
+		InstanceID: "129714139", Hostname: "not-os-config-2.qcow2.s-1vcpu-1gb-ams3-01",
+		Keys:      []string{"0", "1"},
+		Lines:     []string{testKeyEd, testKeyRSA},
+		AdminPass: "present", UserData: "absent",
+		HasNetwork: true, HasDO: true,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Load (-want +got):\n%s", diff)
+	}
+	if len(md.Network.Links) != 2 || md.DigitalOcean.DropletID != "129714139" {
+		t.Errorf("Network links %d, droplet %q; want 2, 129714139", len(md.Network.Links), md.DigitalOcean.DropletID)
+	}
+}
+
+// TestReadFilesVersionChoice: without openstack/latest the newest dated
+// directory is read.
+func TestReadFilesVersionChoice(t *testing.T) {
+	tree := copyTree(t, doLayout)
+	if err := os.RemoveAll(filepath.Join(tree, "openstack/latest")); err != nil {
+		t.Fatal(err)
+	}
+	newest := filepath.Join(tree, "openstack/2015-10-16/meta_data.json")
+	if err := os.WriteFile(newest, []byte(`{"uuid":"from-2015-10-16"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Not a version: must not be picked although it sorts last.
+	if err := os.Mkdir(filepath.Join(tree, "openstack/content"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []imageKind{imageKinds[0], imageKinds[2], imageKinds[4]} {
+		t.Run(k.name, func(t *testing.T) {
+			img := buildImage(t, k, tree, k.label)
+			got, err := ReadFiles(context.Background(), img, ReadOptions{})
+			if err != nil {
+				t.Fatalf("ReadFiles: %v", err)
+			}
+			if diff := cmp.Diff(wantFiles(t, tree, "2015-10-16", img, k.fstype), got); diff != "" {
+				t.Errorf("ReadFiles (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// corruptISORoots overwrites the root directory extents of the primary
+// and Joliet trees with garbage.
+func corruptISORoots(t *testing.T, img string) {
+	t.Helper()
+	b := readTestFile(t, img)
+	for vd := isoVDStart; vd+isoSector <= len(b) && b[vd] != isoVDEnd; vd += isoSector {
+		extent := int(binary.LittleEndian.Uint32(b[vd+156+2:]))
+		for i := extent * isoSector; i < (extent+1)*isoSector && i < len(b); i++ {
+			b[i] = byte(0xA5 ^ i)
+		}
+	}
+	if err := os.WriteFile(img, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func truncateFile(t *testing.T, path string, size int64) {
+	t.Helper()
+	if err := os.Truncate(path, size); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReadFilesBadInput: each bad drive gives a clear error, never a
+// panic, never half a result.
+func TestReadFilesBadInput(t *testing.T) {
+	iso := imageKinds[0]
+	fat := imageKinds[3]
+	tests := []struct {
+		name    string
+		kind    imageKind
+		tree    func(t *testing.T, tree string)
+		image   func(t *testing.T, img string)
+		is      error
+		wantErr []string
+	}{
+		{
+			name:  "ISO truncated inside the volume descriptors",
+			kind:  iso,
+			image: func(t *testing.T, img string) { truncateFile(t, img, isoVDStart+100) },
+			is:    ErrUnknownFS,
+		},
+		{
+			name:    "ISO truncated after the descriptors",
+			kind:    iso,
+			image:   func(t *testing.T, img string) { truncateFile(t, img, isoVDStart+3*isoSector) },
+			wantErr: []string{"iso9660"},
+		},
+		{
+			name:    "ISO with garbage root directories",
+			kind:    iso,
+			image:   corruptISORoots,
+			wantErr: []string{"iso9660"},
+		},
+		{
+			name: "label but no openstack/",
+			kind: iso,
+			tree: func(t *testing.T, tree string) {
+				if err := os.RemoveAll(filepath.Join(tree, "openstack")); err != nil {
+					t.Fatal(err)
+				}
+			},
+			is: ErrNoOpenStack,
+		},
+		{
+			name: "openstack/ without a version",
+			kind: fat,
+			tree: func(t *testing.T, tree string) {
+				for _, v := range []string{"latest", "2012-08-10", "2015-10-16"} {
+					if err := os.RemoveAll(filepath.Join(tree, "openstack", v)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			},
+			is: ErrNoOpenStack,
+		},
+		{
+			name: "no meta_data.json",
+			kind: iso,
+			tree: func(t *testing.T, tree string) {
+				if err := os.Remove(filepath.Join(tree, "openstack/latest/meta_data.json")); err != nil {
+					t.Fatal(err)
+				}
+			},
+			is:      fs.ErrNotExist,
+			wantErr: []string{"openstack/latest/meta_data.json"},
+		},
+		{
+			name:    "vendor_data.json over 1 MiB (ISO)",
+			kind:    iso,
+			tree:    bigVendorData,
+			is:      ErrFileTooLarge,
+			wantErr: []string{"vendor_data.json"},
+		},
+		{
+			name:    "vendor_data.json over 1 MiB (FAT)",
+			kind:    imageKinds[4],
+			tree:    bigVendorData,
+			is:      ErrFileTooLarge,
+			wantErr: []string{"vendor_data.json"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tree := doLayout
+			if tt.tree != nil {
+				tree = copyTree(t, doLayout)
+				tt.tree(t, tree)
+			}
+			img := buildImage(t, tt.kind, tree, tt.kind.label)
+			if tt.image != nil {
+				tt.image(t, img)
+			}
+			got, err := ReadFiles(context.Background(), img, ReadOptions{RunDir: t.TempDir()})
+			if err == nil {
+				t.Fatalf("ReadFiles = %+v, want an error", got)
+			}
+			t.Logf("error: %v", err)
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("error %q is not %v", err, tt.is)
+			}
+			for _, s := range append(tt.wantErr, img) {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not name %q", err, s)
+				}
+			}
+			if diff := cmp.Diff(Files{}, got); diff != "" {
+				t.Errorf("ReadFiles returned part of a drive with its error:\n%s", diff)
+			}
+		})
+	}
+}
+
+func bigVendorData(t *testing.T, tree string) {
+	t.Helper()
+	big := make([]byte, MaxFileSize+1)
+	for i := range big {
+		big[i] = 'x'
+	}
+	if err := os.WriteFile(filepath.Join(tree, "openstack/latest/vendor_data.json"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tree := copyTree(t, doLayout)
+	if err := os.WriteFile(filepath.Join(tree, "openstack/latest/meta_data.json"), []byte(`{"uuid": "x", "public_keys": {`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img := buildImage(t, imageKinds[0], tree, "config-2")
+	if md, err := Load(context.Background(), Options{Drive: img}); err == nil || !strings.Contains(err.Error(), "meta_data.json") || !strings.Contains(err.Error(), img) {
+		t.Errorf("Load(malformed meta_data.json) = %v, %v; want an error naming the file and the drive", md, err)
+	}
+	missing := filepath.Join(t.TempDir(), "no-such-drive")
+	if md, err := Load(context.Background(), Options{Drive: missing}); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Load(missing drive) = %v, %v; want ErrNotExist", md, err)
+	}
+}
