@@ -113,6 +113,11 @@ func same(path string, fi fs.FileInfo, data []byte, o Options) bool {
 	return err == nil && bytes.Equal(old, data)
 }
 
+// SyncDir fsyncs a directory, making a rename in it durable. Writers that
+// cannot hand Write their data as one slice (a disk image built in place)
+// use it after their own rename.
+func SyncDir(dir string) error { return syncDir(dir) }
+
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
