@@ -1,0 +1,59 @@
+package mkdrive
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/notos-agent/notos-agent/configdrive"
+)
+
+// TestLoadReadsWhatWriteWrote: our own reader, configdrive.Load, finds in
+// each image exactly the keys, hostname and ids that were written.
+func TestLoadReadsWhatWriteWrote(t *testing.T) {
+	s := testSpec(t)
+	files, err := Files(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []Format{ISO, VFAT} {
+		t.Run(string(format), func(t *testing.T) {
+			img := filepath.Join(t.TempDir(), "drive")
+			if err := Write(img, format, files); err != nil {
+				t.Fatal(err)
+			}
+			md, err := configdrive.Load(context.Background(), configdrive.Options{Drive: img, RunDir: t.TempDir()})
+			if err != nil {
+				t.Fatalf("Load %s: %v", img, err)
+			}
+			type view struct {
+				UUID, InstanceID, Hostname, Name, Zone, Version, DropletID, Region string
+				Keys                                                               []string
+				Meta                                                               map[string]string
+				UserData                                                           string
+				DHCP                                                               bool
+				Warnings                                                           []string
+			}
+			got := view{
+				UUID: md.UUID, InstanceID: md.InstanceID, Hostname: md.Hostname, Name: md.Name,
+				Zone: md.AvailabilityZone, Version: md.Version, Meta: md.Meta,
+				UserData: string(md.UserData), Warnings: md.Warnings,
+			}
+			for _, k := range md.PublicKeys {
+				got.Keys = append(got.Keys, k.Line)
+			}
+			if md.DigitalOcean != nil {
+				got.DropletID, got.Region, got.DHCP = md.DigitalOcean.DropletID, md.DigitalOcean.Region, md.DigitalOcean.DHCPEnabled
+			}
+			want := view{
+				UUID: s.UUID, InstanceID: s.UUID, Hostname: s.Hostname, Name: s.Hostname,
+				Zone: "local", Version: "latest", DropletID: s.UUID, Region: "local",
+				Keys: s.PublicKeys, Meta: s.Meta, UserData: string(s.UserData), DHCP: true,
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("Load (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
