@@ -20,15 +20,16 @@ const testRelease = "6.1.0-test"
 // fakeSystem is a root directory holding a module tree, /sys/module and
 // /proc/modules, and a kernel that knows the tree's module images.
 type fakeSystem struct {
-	t      *testing.T
-	root   string
-	tree   string // system path of the module tree
-	kernel *fakeKernel
+	t       *testing.T
+	root    string
+	tree    string // system path of the module tree
+	release string
+	kernel  *fakeKernel
 }
 
 func newFakeSystem(t *testing.T) *fakeSystem {
 	t.Helper()
-	s := &fakeSystem{t: t, root: t.TempDir(), tree: "/lib/modules/" + testRelease}
+	s := &fakeSystem{t: t, root: t.TempDir(), tree: "/lib/modules/" + testRelease, release: testRelease}
 	s.kernel = &fakeKernel{t: t, root: s.root, images: map[string]string{}, files: map[string]string{}, refuse: map[string]error{}}
 	return s
 }
@@ -80,7 +81,19 @@ func (s *fakeSystem) module(rel string) []byte {
 // the real tool with args, and teaches the kernel both forms.
 func (s *fakeSystem) compressedModule(rel string, tool string, args ...string) {
 	s.t.Helper()
-	img := s.module(rel)
+	name, err := moduleName(rel)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	img := fakeImage(name)
+	s.kernel.images[string(img)] = name
+	s.compressedFile(rel, img, tool, args...)
+}
+
+// compressedFile writes img as rel, compressed by the real tool, and
+// teaches the kernel the compressed form.
+func (s *fakeSystem) compressedFile(rel string, img []byte, tool string, args ...string) {
+	s.t.Helper()
 	path := testenv.RequireCommands(s.t, tool)[tool]
 	cmd := exec.Command(path, args...)
 	cmd.Stdin = bytes.NewReader(img)
@@ -101,7 +114,7 @@ func (s *fakeSystem) loadedModule(m string) {
 }
 
 func (s *fakeSystem) loader() *Loader {
-	return &Loader{Root: s.root, Release: testRelease, Kernel: s.kernel}
+	return &Loader{Root: s.root, Release: s.release, Kernel: s.kernel}
 }
 
 // call is one syscall the fake kernel received.

@@ -101,7 +101,7 @@ type Result struct {
 // would be, for a dry run).
 func (r Result) Present() bool { return r.Outcome != Failed && r.Outcome != 0 }
 
-// String is the one-line outcome: "virtio_net: loaded in 1.2ms (finit_module)".
+// String is the one-line outcome: "virtio_net: loaded (1.2ms, finit_module)".
 func (r Result) String() string {
 	var b strings.Builder
 	b.WriteString(r.Module)
@@ -114,10 +114,11 @@ func (r Result) String() string {
 	} else {
 		b.WriteString(r.Outcome.String())
 	}
-	fmt.Fprintf(&b, " in %s", r.Duration.Round(time.Microsecond))
+	fmt.Fprintf(&b, " (%s", r.Duration.Round(time.Microsecond))
 	if r.Via != "" {
-		fmt.Fprintf(&b, " (%s)", r.Via)
+		fmt.Fprintf(&b, ", %s", r.Via)
 	}
+	b.WriteString(")")
 	if r.Dep {
 		fmt.Fprintf(&b, ", needed by %s", r.Name)
 	}
