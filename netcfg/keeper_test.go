@@ -130,9 +130,7 @@ func TestKeeperServerGone(t *testing.T) {
 		"remove 192.0.2.10/24@1h0m0s",
 		"DISCOVER@1h0m0s",
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("keeper actions (-want +got):\n%s", diff)
-	}
+	checkActions(t, want, got)
 }
 
 func TestKeeperRenews(t *testing.T) {
@@ -153,9 +151,7 @@ func TestKeeperRenews(t *testing.T) {
 		"apply 192.0.2.10/24 valid 1h0m0s@30m0s",
 		"RENEWING 192.0.2.10@1h0m0s",
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("keeper actions (-want +got):\n%s", diff)
-	}
+	checkActions(t, want, got)
 }
 
 func TestKeeperNAK(t *testing.T) {
@@ -177,9 +173,7 @@ func TestKeeperNAK(t *testing.T) {
 		"apply 192.0.2.20/24 valid 1h0m0s@30m0s",
 		"RENEWING 192.0.2.20@1h0m0s",
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("keeper actions (-want +got):\n%s", diff)
-	}
+	checkActions(t, want, got)
 }
 
 func TestKeeperNoSavedLease(t *testing.T) {
@@ -192,9 +186,7 @@ func TestKeeperNoSavedLease(t *testing.T) {
 		"apply 192.0.2.10/24 valid 1h0m0s@0s",
 		"RENEWING 192.0.2.10@30m0s",
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("keeper actions (-want +got):\n%s", diff)
-	}
+	checkActions(t, want, got)
 }
 
 func TestKeeperLinkDownUp(t *testing.T) {
@@ -216,9 +208,7 @@ func TestKeeperLinkDownUp(t *testing.T) {
 		"apply 192.0.2.10/24 valid 1h0m0s@5m0s",
 		"RENEWING 192.0.2.10@35m0s",
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("keeper actions (-want +got):\n%s", diff)
-	}
+	checkActions(t, want, got)
 }
 
 func TestKeeperReleaseOnStop(t *testing.T) {
@@ -231,11 +221,16 @@ func TestKeeperReleaseOnStop(t *testing.T) {
 		"RELEASE 192.0.2.10@30m0s",
 		"remove 192.0.2.10/24@30m0s",
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("keeper actions (-want +got):\n%s", diff)
-	}
+	checkActions(t, want, got)
 	if _, err := LoadLease(w.root, "eth0"); err == nil {
 		t.Errorf("lease file still there after release")
 	}
 }
 
+
+func checkActions(t *testing.T, want, got []string) {
+	t.Helper()
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("keeper actions (-want +got):\n%s", diff)
+	}
+}
