@@ -21,7 +21,8 @@ const (
 )
 
 // probeResult is what the superblock says. An ISO may carry two labels
-// (primary and Joliet); a drive matches if either does.
+// (primary and Joliet, the latter able to hold lower case); a drive
+// matches if either does.
 type probeResult struct {
 	fstype  string
 	label   string // the label blkid would show
@@ -260,11 +261,10 @@ func probeFAT(r io.ReaderAt) (probeResult, bool, error) {
 	if l, ok := fatRootLabel(r, b); ok {
 		p.label = l
 	}
+	// Only the label shown counts: a stale boot-sector label left behind
+	// by a relabel does not make a drive ours.
 	if p.label != "" {
 		p.labels = []string{p.label}
-	}
-	if b.bootLabel != "" && !strings.EqualFold(b.bootLabel, p.label) {
-		p.labels = append(p.labels, b.bootLabel)
 	}
 	return p, true, nil
 }
