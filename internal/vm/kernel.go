@@ -101,10 +101,10 @@ func (k *Kernel) Builtin(name string) (bool, error) {
 		return false, fmt.Errorf("open %s: %w", path, err)
 	}
 	defer f.Close()
-	name = moduleName(name)
+	name = ModuleName(name)
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if moduleName(sc.Text()) == name {
+		if ModuleName(sc.Text()) == name {
 			return true, nil
 		}
 	}
@@ -114,10 +114,10 @@ func (k *Kernel) Builtin(name string) (bool, error) {
 	return false, nil
 }
 
-// moduleName turns a module name or path into the kernel's spelling:
+// ModuleName turns a module name or file path into the kernel's spelling:
 // base name, no .ko/.ko.xz/... suffix, '-' written as '_' (modprobe treats
 // them as the same character).
-func moduleName(s string) string {
+func ModuleName(s string) string {
 	s = filepath.Base(s)
 	if i := strings.Index(s, ".ko"); i >= 0 {
 		s = s[:i]
@@ -136,7 +136,7 @@ func (k *Kernel) buildIndex() {
 			if err != nil {
 				return err
 			}
-			k.index[moduleName(d.Name())] = rel
+			k.index[ModuleName(d.Name())] = rel
 		}
 		return nil
 	})
@@ -159,7 +159,7 @@ func (k *Kernel) ModuleClosure(names ...string) ([]string, error) {
 	state := map[string]int{} // 1: visiting, 2: done
 	var visit func(name string, chain []string) error
 	visit = func(name string, chain []string) error {
-		name = moduleName(name)
+		name = ModuleName(name)
 		switch state[name] {
 		case 1:
 			return fmt.Errorf("resolve %s: dependency cycle %s", name, strings.Join(append(chain, name), " -> "))
@@ -184,7 +184,7 @@ func (k *Kernel) ModuleClosure(names ...string) ([]string, error) {
 		for _, d := range soft {
 			// Soft dependencies may name an alias (crc32c) or a module
 			// this kernel lacks; modprobe carries on without them too.
-			if _, ok := k.index[moduleName(d)]; ok {
+			if _, ok := k.index[ModuleName(d)]; ok {
 				deps = append(deps, d)
 			}
 		}
