@@ -70,19 +70,13 @@ func (d driveReader) read(ctx context.Context, path string, o ReadOptions) (File
 	if err := ctx.Err(); err != nil {
 		return Files{}, err
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return Files{}, fmt.Errorf("open drive: %w", err)
-	}
-	defer f.Close()
-	p, err := probe(f)
-	if err != nil {
-		return Files{}, fmt.Errorf("probe %s: %w", path, err)
-	}
-	files, uerr := readUserspace(f, p)
+	p, files, uerr := readUserspaceCtx(ctx, path)
 	if uerr == nil {
 		files.Source, files.FSType = path, p.fstype
 		return files, nil
+	}
+	if p.fstype == "" || ctx.Err() != nil {
+		return Files{}, uerr
 	}
 	block, err := d.isBlock(path)
 	if err != nil {
@@ -91,12 +85,50 @@ func (d driveReader) read(ctx context.Context, path string, o ReadOptions) (File
 	if !block || isContentError(uerr) {
 		return Files{}, fmt.Errorf("read %s (%s): %w", path, p.fstype, uerr)
 	}
-	f.Close() // the kernel wants the device to itself
 	files, kerr := readMounted(ctx, d.mnt, path, p.fstype, o)
 	if kerr != nil {
 		return Files{}, fmt.Errorf("read %s (%s) in userspace: %v; with the kernel: %w", path, p.fstype, uerr, kerr)
 	}
 	return files, nil
+}
+
+// readUserspaceCtx probes and reads path in userspace, giving up when ctx
+// is done: a device that hangs on open or read, or a reader looping on a
+// corrupt filesystem, must not hold up the boot. The abandoned goroutine
+// ends when its read does.
+func readUserspaceCtx(ctx context.Context, path string) (probeResult, Files, error) {
+	type result struct {
+		p     probeResult
+		files Files
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				done <- result{err: fmt.Errorf("read %s: %w: panic: %v", path, ErrCorrupt, v)}
+			}
+		}()
+		f, err := os.Open(path)
+		if err != nil {
+			done <- result{err: fmt.Errorf("open drive: %w", err)}
+			return
+		}
+		defer f.Close()
+		p, err := probe(f)
+		if err != nil {
+			done <- result{err: fmt.Errorf("probe %s: %w", path, err)}
+			return
+		}
+		files, err := readUserspace(f, p)
+		done <- result{p, files, err}
+	}()
+	select {
+	case r := <-done:
+		return r.p, r.files, r.err
+	case <-ctx.Done():
+		return probeResult{}, Files{}, fmt.Errorf("read %s: %w", path, ctx.Err())
+	}
 }
 
 func isBlockDevice(path string) (bool, error) {

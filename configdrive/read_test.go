@@ -9,8 +9,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 )
 
 // TestReadFilesImages reads the DigitalOcean layout from every kind of
@@ -272,4 +274,25 @@ func TestLoadErrors(t *testing.T) {
 	if md, err := Load(context.Background(), Options{Drive: missing}); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Load(missing drive) = %v, %v; want ErrNotExist", md, err)
 	}
+}
+
+// TestReadFilesBoundedByContext: a device that never answers (here a FIFO
+// with no writer, whose open blocks) costs no more than the context allows.
+func TestReadFilesBoundedByContext(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "stuck")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := ReadFiles(ctx, fifo, ReadOptions{})
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), fifo) {
+		t.Errorf("ReadFiles(stuck device) = %v, want DeadlineExceeded naming it", err)
+	}
+	// Release the abandoned reader: a writer that closes at once gives it EOF.
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
 }
