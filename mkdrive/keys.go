@@ -4,10 +4,20 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"os"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
 )
+
+// ReadKeys reads the authorized_keys file at path (see ParseAuthorizedKeys).
+func ReadKeys(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read key file: %w", err)
+	}
+	return ParseAuthorizedKeys(path, b)
+}
 
 // ParseAuthorizedKeys returns the keys of an authorized_keys file, one line
 // each in the form "TYPE BASE64[ COMMENT]". Blank lines and # comments are

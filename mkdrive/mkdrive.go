@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"os"
 	"strconv"
 	"unicode/utf8"
 )
@@ -20,6 +21,10 @@ import (
 // Versions are the openstack/ directories written, all with the same
 // content, as DigitalOcean does (see ../shared/seeds/digital-ocean.md).
 var Versions = []string{"2012-08-10", "2015-10-16", "latest"}
+
+// MaxFileSize is the largest file Files writes: configdrive reads at most
+// 1 MiB of each file, so a bigger one would make a drive the agent refuses.
+const MaxFileSize = 1 << 20
 
 // DefaultNetworkData is network_data.json when none is given: no links, no
 // networks, so the agent falls back to DHCP.
@@ -116,9 +121,8 @@ func Files(s Spec) (map[string][]byte, error) {
 	if network == nil {
 		network = []byte(DefaultNetworkData)
 	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(network, &obj); err != nil {
-		return nil, fmt.Errorf("check network_data.json: not a JSON object: %w", err)
+	if err := checkObject(network); err != nil {
+		return nil, fmt.Errorf("check network_data.json: %w", err)
 	}
 
 	meta := openstackMeta{
@@ -165,6 +169,11 @@ func Files(s Spec) (map[string][]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build meta_data.json: %w", err)
 	}
+	for name, b := range map[string][]byte{"meta_data.json": metaJSON, "network_data.json": network, "user_data": s.UserData} {
+		if len(b) > MaxFileSize {
+			return nil, fmt.Errorf("build %s: %d bytes, more than the %d configdrive reads", name, len(b), MaxFileSize)
+		}
+	}
 	for _, v := range Versions {
 		dir := "openstack/" + v + "/"
 		files[dir+"meta_data.json"] = metaJSON
@@ -205,4 +214,25 @@ func RandomDropletID() (string, error) {
 		return "", fmt.Errorf("read random number: %w", err)
 	}
 	return strconv.FormatInt(n.Int64()+100_000_000, 10), nil
+}
+
+// ReadNetworkData reads a network_data.json file and checks that it is a
+// JSON object, naming the file when it is not.
+func ReadNetworkData(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read network data: %w", err)
+	}
+	if err := checkObject(b); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return b, nil
+}
+
+func checkObject(b []byte) error {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(b, &obj); err != nil {
+		return fmt.Errorf("not a JSON object: %w", err)
+	}
+	return nil
 }

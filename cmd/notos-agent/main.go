@@ -30,6 +30,7 @@ func commands() []command {
 	return []command{
 		{"version", "print the version", cmdVersion},
 		{"modprobe", "load kernel modules and their dependencies", cmdModprobe},
+		{"mkdrive", "write a config-2 drive image to test an image locally", cmdMkdrive},
 	}
 }
 
@@ -74,13 +75,14 @@ func newFlags(name, args, about string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: notos-agent %s %s\n\n%s\n", name, args, about)
+		out := fs.Output() // stdout after --help, stderr otherwise
+		fmt.Fprintf(out, "Usage: notos-agent %s %s\n\n%s\n", name, args, about)
 		var b strings.Builder
 		fs.SetOutput(&b)
 		fs.PrintDefaults()
-		fs.SetOutput(stderr)
+		fs.SetOutput(out)
 		if b.Len() > 0 {
-			fmt.Fprintf(fs.Output(), "\nFlags:\n%s", b.String())
+			fmt.Fprintf(out, "\nFlags:\n%s", b.String())
 		}
 	}
 	return fs
