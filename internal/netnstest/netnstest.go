@@ -160,6 +160,18 @@ func (ns *NS) Handle(t testing.TB) *netlink.Handle {
 	return h
 }
 
+// NsHandle opens the namespace itself (for netlink subscriptions, such as
+// netlink.LinkSubscribeOptions.Namespace), closed by t.Cleanup.
+func (ns *NS) NsHandle(t testing.TB) netns.NsHandle {
+	t.Helper()
+	nsh, err := netns.GetFromName(ns.Name)
+	if err != nil {
+		t.Fatalf("open netns %s: %v", ns.Name, err)
+	}
+	t.Cleanup(func() { nsh.Close() })
+	return nsh
+}
+
 // AddVeth adds another veth pair: name inside this namespace, with the MAC
 // address mac when not empty, and peer in ns.Peer. Both ends are left down.
 func (ns *NS) AddVeth(t testing.TB, name, mac, peer string) {
