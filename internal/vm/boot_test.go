@@ -30,7 +30,7 @@ func requireVM(t *testing.T) {
 // TestBoot proves the harness with busybox alone: modules copied with
 // their dependencies and loaded by busybox insmod in the order returned,
 // a disk with a serial number, and a forwarded TCP port reaching a guest
-// listener over QEMU's user network.
+// listener over QEMU's user network, and QEMU's monitor answering.
 func TestBoot(t *testing.T) {
 	requireVM(t)
 	k := FetchKernel(t)
@@ -70,6 +70,11 @@ wait
 	}
 	if _, err := v.WaitValue(ctx, "listening"); err != nil {
 		t.Fatal(err)
+	}
+	if status, err := v.Monitor(ctx, "info status"); err != nil {
+		t.Error(err)
+	} else if status != "VM status: running" {
+		t.Errorf("monitor: info status = %q, want VM status: running", status)
 	}
 	conn, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(v.HostPort(7777))), 10*time.Second)
 	if err != nil {

@@ -161,3 +161,53 @@ func TestWriteCPIO(t *testing.T) {
 		t.Errorf("readlink sh = %q, %v; want /bin/busybox", target, err)
 	}
 }
+
+// TestExt4Image builds an image from a directory and reads it back with
+// debugfs and blkid: label, contents, and a missing file reported.
+func TestExt4Image(t *testing.T) {
+	tools := testenv.RequireCommands(t, "mke2fs", "debugfs", "blkid")
+	src := WriteTree(t, t.TempDir(), map[string]string{
+		"etc/ssh/authorized_keys.d/root": "ssh-ed25519 AAAA baked\n",
+	})
+	img := Ext4Image(t, src, "rootfs", 8)
+	got, err := Ext4ReadFile(img, "/etc/ssh/authorized_keys.d/root")
+	if err != nil {
+		t.Fatalf("Ext4ReadFile: %v", err)
+	}
+	if string(got) != "ssh-ed25519 AAAA baked\n" {
+		t.Errorf("Ext4ReadFile = %q, want the file written", got)
+	}
+	if _, err := Ext4ReadFile(img, "/no/such/file"); err == nil {
+		t.Errorf("Ext4ReadFile of a missing file: no error")
+	}
+	out, err := exec.Command(tools["blkid"], "-o", "export", img).Output()
+	if err != nil {
+		t.Fatalf("blkid %s: %v", img, err)
+	}
+	for _, want := range []string{"LABEL=rootfs", "TYPE=ext4"} {
+		if !strings.Contains(string(out), want+"\n") {
+			t.Errorf("blkid -o export %s has no %s:\n%s", img, want, out)
+		}
+	}
+}
+
+// TestISOImage checks the label and the Rock Ridge name with isoinfo.
+func TestISOImage(t *testing.T) {
+	isoinfo := testenv.RequireCommands(t, "isoinfo")["isoinfo"]
+	src := WriteTree(t, t.TempDir(), map[string]string{"openstack/latest/meta_data.json": `{"uuid":"1"}`})
+	img := ISOImage(t, src, "config-2", "-r", "-J")
+	out, err := exec.Command(isoinfo, "-d", "-i", img).Output()
+	if err != nil {
+		t.Fatalf("isoinfo -d -i %s: %v", img, err)
+	}
+	if !strings.Contains(string(out), "Volume id: config-2\n") {
+		t.Errorf("isoinfo -d: no volume id config-2:\n%s", out)
+	}
+	data, err := exec.Command(isoinfo, "-R", "-i", img, "-x", "/openstack/latest/meta_data.json").Output()
+	if err != nil {
+		t.Fatalf("isoinfo -R -x: %v", err)
+	}
+	if string(data) != `{"uuid":"1"}` {
+		t.Errorf("meta_data.json from the ISO = %q", data)
+	}
+}

@@ -18,7 +18,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -82,6 +84,7 @@ type VM struct {
 	cmd       *exec.Cmd
 	start     time.Time
 	hostPorts map[int]int
+	monitor   string // QEMU's human monitor (HMP) socket
 	stderr    lockedBuffer
 	done      chan struct{} // closed when QEMU has exited and its output is read
 
@@ -104,6 +107,14 @@ func Boot(ctx context.Context, t testing.TB, cfg Config) *VM {
 	t.Helper()
 	qemu := testenv.RequireCommands(t, "qemu-system-x86_64")["qemu-system-x86_64"]
 	v := &VM{t: t, hostPorts: map[int]int{}, changed: make(chan struct{}), done: make(chan struct{})}
+	// A socket path must fit in sun_path (108 bytes): t.TempDir() of a
+	// subtest with a long name may not.
+	sockDir, err := os.MkdirTemp("", "vm-")
+	if err != nil {
+		t.Fatalf("vm: make a directory for the monitor socket: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	v.monitor = filepath.Join(sockDir, "monitor")
 	args, err := v.args(cfg)
 	if err != nil {
 		t.Fatalf("vm: %v", err)
@@ -145,7 +156,7 @@ func (v *VM) args(cfg Config) ([]string, error) {
 		// KVM is not usable on the hosts this runs on: TCG, always.
 		"-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", strconv.Itoa(mem),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-		"-serial", "stdio",
+		"-serial", "stdio", "-monitor", "unix:" + v.monitor + ",server=on,wait=off",
 		"-kernel", cfg.Kernel, "-initrd", cfg.Initramfs, "-append", cmdline,
 	}
 	for i, d := range cfg.Disks {
@@ -357,6 +368,55 @@ func (v *VM) Kill() {
 		}
 	})
 	<-v.done
+}
+
+// Monitor runs a command on QEMU's human monitor and returns its output:
+// "system_powerdown" (ACPI power button), "sendkey ctrl-alt-delete" (runit
+// as PID 1 gets SIGINT), "quit", "info network".
+func (v *VM) Monitor(ctx context.Context, command string) (string, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", v.monitor)
+	if err != nil {
+		return "", fmt.Errorf("vm: dial QEMU monitor %s: %w", v.monitor, err)
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
+	br := bufio.NewReader(conn)
+	// The monitor greets with a banner and a prompt, and answers each
+	// command with its echo, its output and the next prompt.
+	const prompt = "(qemu) "
+	if _, err := readUntil(br, prompt); err != nil {
+		return "", fmt.Errorf("vm: read QEMU monitor greeting: %w", err)
+	}
+	if _, err := io.WriteString(conn, command+"\n"); err != nil {
+		return "", fmt.Errorf("vm: send %q to QEMU monitor: %w", command, err)
+	}
+	out, err := readUntil(br, prompt)
+	if err != nil && !(errors.Is(err, io.EOF) && command == "quit") {
+		return "", fmt.Errorf("vm: read QEMU monitor answer to %q: %w", command, err)
+	}
+	// Drop the echoed command line (with its terminal escapes).
+	if _, rest, ok := strings.Cut(out, "\n"); ok {
+		out = rest
+	}
+	return strings.TrimSpace(strings.ReplaceAll(out, "\r", "")), nil
+}
+
+// readUntil reads until the text ends with suffix and returns it without.
+func readUntil(br *bufio.Reader, suffix string) (string, error) {
+	var b strings.Builder
+	for !strings.HasSuffix(b.String(), suffix) {
+		c, err := br.ReadByte()
+		if err != nil {
+			return b.String(), err
+		}
+		b.WriteByte(c)
+	}
+	return strings.TrimSuffix(b.String(), suffix), nil
 }
 
 // HostPort is the host port on 127.0.0.1 forwarded to a guest TCP port

@@ -11,7 +11,6 @@ package vm_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -41,10 +40,12 @@ func TestModprobe(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped in -short: boots a kernel under QEMU three times")
 	}
-	tools := testenv.RequireCommands(t, "qemu-system-x86_64", "busybox", "depmod", "genisoimage", "xz", "zstd")
+	testenv.RequireCommands(t, "qemu-system-x86_64", "busybox", "depmod", "genisoimage", "xz", "zstd")
 	k := vm.FetchKernel(t)
 	agent := testenv.AgentBinary(t)
-	iso := configDriveISO(t, tools["genisoimage"])
+	// A config drive as OpenStack writes it.
+	drive := vm.WriteTree(t, t.TempDir(), map[string]string{"openstack/latest/meta_data.json": metaData})
+	iso := vm.ISOImage(t, drive, "config-2", "-r", "-J")
 	root := filepath.Join(t.TempDir(), "root.img")
 	if err := os.WriteFile(root, make([]byte, 1<<20), 0o644); err != nil {
 		t.Fatalf("write %s: %v", root, err)
@@ -214,23 +215,4 @@ func first(lines []string) string {
 		return ""
 	}
 	return lines[0]
-}
-
-// configDriveISO makes a config-2 ISO the way OpenStack does
-// (genisoimage -r -J -V config-2) holding openstack/latest/meta_data.json.
-func configDriveISO(t *testing.T, genisoimage string) string {
-	t.Helper()
-	dir := t.TempDir()
-	src := filepath.Join(dir, "drive")
-	if err := os.MkdirAll(filepath.Join(src, "openstack", "latest"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(src, "openstack", "latest", "meta_data.json"), []byte(metaData), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	iso := filepath.Join(dir, "config-2.iso")
-	if out, err := exec.Command(genisoimage, "-quiet", "-r", "-J", "-V", "config-2", "-o", iso, src).CombinedOutput(); err != nil {
-		t.Fatalf("genisoimage -r -J -V config-2 -o %s: %v\n%s", iso, err, out)
-	}
-	return iso
 }
