@@ -25,6 +25,7 @@ func testSpec(t *testing.T) Spec {
 		Hostname:     "not-os-test",
 		PublicKeys:   []string{sshKeygen(t, "ed25519", "alice@example"), sshKeygen(t, "rsa", "bob@example")},
 		Meta:         map[string]string{"role": "web"},
+		NetworkData:  []byte(qemuNetworkData),
 		UserData:     []byte("#!/bin/sh\necho hello\n"),
 		DigitalOcean: true,
 	}

@@ -150,10 +150,8 @@ func Files(s Spec) (map[string][]byte, error) {
 			Hostname:   s.Hostname,
 			PublicKeys: append([]string{}, s.PublicKeys...),
 			Region:     zone,
-			Interfaces: doInterfaces{Public: []doInterface{}, Private: []doInterface{}},
-			DNS:        doDNS{Nameservers: []string{}},
-			Features:   doFeatures{DHCPEnabled: true},
 		}
+		do.Interfaces, do.DNS, do.Features = doNetwork(network)
 		// JSON strings hold text: binary user data (gzip) stays in
 		// user_data only.
 		if utf8.Valid(s.UserData) {

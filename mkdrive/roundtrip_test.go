@@ -33,6 +33,8 @@ func TestLoadReadsWhatWriteWrote(t *testing.T) {
 				Meta                                                               map[string]string
 				UserData                                                           string
 				DHCP                                                               bool
+				Public                                                             []configdrive.DOInterface
+				Nameservers                                                        []string
 				Warnings                                                           []string
 			}
 			got := view{
@@ -44,12 +46,16 @@ func TestLoadReadsWhatWriteWrote(t *testing.T) {
 				got.Keys = append(got.Keys, k.Line)
 			}
 			if md.DigitalOcean != nil {
-				got.DropletID, got.Region, got.DHCP = md.DigitalOcean.DropletID, md.DigitalOcean.Region, md.DigitalOcean.DHCPEnabled
+				do := md.DigitalOcean
+				got.DropletID, got.Region, got.DHCP, got.Public, got.Nameservers = do.DropletID, do.Region, do.DHCPEnabled, do.Public, do.Nameservers
 			}
 			want := view{
 				UUID: s.UUID, InstanceID: s.UUID, Hostname: s.Hostname, Name: s.Hostname,
 				Zone: "local", Version: "latest", DropletID: s.UUID, Region: "local",
-				Keys: s.PublicKeys, Meta: s.Meta, UserData: string(s.UserData), DHCP: true,
+				Keys: s.PublicKeys, Meta: s.Meta, UserData: string(s.UserData), DHCP: false,
+				Public: []configdrive.DOInterface{{MAC: "52:54:00:12:34:56", Type: "public",
+					IPv4: &configdrive.DOIPv4{Address: "10.0.2.15", Netmask: "255.255.255.0", Gateway: "10.0.2.2"}}},
+				Nameservers: []string{"10.0.2.3"},
 			}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("Load (-want +got):\n%s", diff)
