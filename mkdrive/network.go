@@ -5,37 +5,9 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/notos-agent/notos-agent/configdrive"
 )
-
-// netWire is the part of network_data.json that DigitalOcean's metadata
-// can express: static IPv4 addresses on links with a MAC, and DNS servers.
-type netWire struct {
-	Links []struct {
-		ID  string `json:"id"`
-		MAC string `json:"ethernet_mac_address"`
-	} `json:"links"`
-	Networks []struct {
-		Type     string        `json:"type"`
-		Link     string        `json:"link"`
-		Address  string        `json:"ip_address"`
-		Netmask  string        `json:"netmask"`
-		Gateway  string        `json:"gateway"`
-		Routes   []routeWire   `json:"routes"`
-		Services []serviceWire `json:"services"`
-	} `json:"networks"`
-	Services []serviceWire `json:"services"`
-}
-
-type routeWire struct {
-	Network string `json:"network"`
-	Netmask string `json:"netmask"`
-	Gateway string `json:"gateway"`
-}
-
-type serviceWire struct {
-	Type    string `json:"type"`
-	Address string `json:"address"`
-}
 
 // doNetwork derives digitalocean_meta_data.json's interfaces, dns and
 // features.dhcp_enabled from network_data.json, so that both files of a
@@ -48,7 +20,9 @@ type serviceWire struct {
 func doNetwork(network []byte) (doInterfaces, doDNS, doFeatures) {
 	ifs := doInterfaces{Public: []doInterface{}, Private: []doInterface{}}
 	dns := doDNS{Nameservers: []string{}}
-	var w netWire
+	// configdrive's types mirror network_data.json's fields; decoded raw
+	// here, without configdrive's cleaning of quirks.
+	var w configdrive.NetworkData
 	if err := json.Unmarshal(network, &w); err != nil {
 		// Files checked it is an object; a field of an unexpected type
 		// only means there is nothing DigitalOcean-shaped to derive.
@@ -59,7 +33,7 @@ func doNetwork(network []byte) (doInterfaces, doDNS, doFeatures) {
 		macs[l.ID] = strings.ToLower(l.MAC)
 	}
 	seen := map[string]bool{}
-	addDNS := func(ss []serviceWire) {
+	addDNS := func(ss []configdrive.Service) {
 		for _, s := range ss {
 			if s.Type == "dns" && s.Address != "" && !seen[s.Address] {
 				seen[s.Address] = true
@@ -75,7 +49,7 @@ func doNetwork(network []byte) (doInterfaces, doDNS, doFeatures) {
 		if n.Type != "ipv4" {
 			continue
 		}
-		ip, mask, ok := ipv4AndMask(n.Address, n.Netmask)
+		ip, mask, ok := ipv4AndMask(n.IPAddress, n.Netmask)
 		if !ok || macs[n.Link] == "" {
 			continue
 		}
@@ -97,13 +71,13 @@ func doNetwork(network []byte) (doInterfaces, doDNS, doFeatures) {
 	return ifs, dns, doFeatures{DHCPEnabled: dhcp || static == 0}
 }
 
-func defaultRoute(routes []routeWire) (routeWire, bool) {
+func defaultRoute(routes []configdrive.Route) (configdrive.Route, bool) {
 	for _, r := range routes {
 		if r.Network == "0.0.0.0" && (r.Netmask == "0.0.0.0" || r.Netmask == "0") {
 			return r, true
 		}
 	}
-	return routeWire{}, false
+	return configdrive.Route{}, false
 }
 
 // ipv4AndMask returns a plain IPv4 address and a dotted netmask from
