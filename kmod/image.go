@@ -102,7 +102,17 @@ func readImage(f *os.File, p string) (image []byte, via string, err error) {
 	switch h := head[:n]; {
 	case bytes.HasPrefix(h, xzMagic):
 		format = "xz"
-		x, err := xz.NewReader(f)
+		compressed, err := io.ReadAll(io.LimitReader(f, MaxImageSize+1))
+		if err != nil {
+			return nil, "", fmt.Errorf("read %s: %w", p, err)
+		}
+		if len(compressed) > MaxImageSize {
+			return nil, "", fmt.Errorf("xz %s: %w: over %d bytes", p, ErrTooLarge, MaxImageSize)
+		}
+		if err := checkXZ(compressed, MaxImageSize); err != nil {
+			return nil, "", fmt.Errorf("xz %s: %w", p, err)
+		}
+		x, err := xz.NewReader(bytes.NewReader(compressed))
 		if err != nil {
 			return nil, "", fmt.Errorf("xz %s: %w", p, err)
 		}
