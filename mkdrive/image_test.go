@@ -440,3 +440,37 @@ func assertDir(t *testing.T, dir, file, content string) {
 		t.Errorf("%s = %q, %v; want %q untouched", file, b, err, content)
 	}
 }
+
+// TestFileSizesAtSectorEdges: go-diskfs pads a file's last ISO sector with
+// a sector of zeros (see finalizeISO), FAT chains grow by cluster; files of
+// 0, 1 and 2 sectors and around them come back whole from both formats.
+func TestFileSizesAtSectorEdges(t *testing.T) {
+	bins := testenv.RequireCommands(t, "isoinfo", "mtype", "fsck.vfat")
+	dir := t.TempDir()
+	for _, size := range []int{0, 1, 511, 512, 2047, 2048, 2049, 4096, MaxFileSize} {
+		user := bytes.Repeat([]byte("0123456789abcdef"), size/16+1)[:size]
+		files, err := Files(Spec{UUID: "u", UserData: user})
+		if err != nil {
+			t.Fatal(err)
+		}
+		iso, img := filepath.Join(dir, "drive.iso"), filepath.Join(dir, "drive.img")
+		if err := Write(iso, ISO, files); err != nil {
+			t.Fatalf("user_data of %d bytes: %v", size, err)
+		}
+		if err := Write(img, VFAT, files); err != nil {
+			t.Fatalf("user_data of %d bytes: %v", size, err)
+		}
+		fsckClean(t, bins["fsck.vfat"], img)
+		for p, content := range files {
+			for _, got := range [][]byte{
+				run(t, bins["isoinfo"], "-R", "-x", "/"+p, "-i", iso),
+				run(t, bins["isoinfo"], "-J", "-x", "/"+p, "-i", iso),
+				run(t, bins["mtype"], "-i", img, "::/"+p),
+			} {
+				if !bytes.Equal(got, content) {
+					t.Errorf("user_data of %d bytes: /%s read back as %d bytes, want %d", size, p, len(got), len(content))
+				}
+			}
+		}
+	}
+}

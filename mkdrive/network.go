@@ -14,9 +14,9 @@ import (
 // drive describe the same network. Each static IPv4 network on a link with
 // a MAC becomes an interface: "public" when it holds the default route
 // (DigitalOcean's public NIC carries it), "private" otherwise. DHCP is
-// enabled when a network asks for ipv4_dhcp or no static one was derived. What DigitalOcean cannot say
-// (IPv6 as a netmask, bonds, VLANs) is left out; with nothing static the
-// interface lists are empty.
+// enabled when a network asks for ipv4_dhcp or no static one was derived.
+// What DigitalOcean cannot say (IPv6 as a netmask, bonds, VLANs) is left
+// out; with nothing static the interface lists are empty.
 func doNetwork(network []byte) (doInterfaces, doDNS, doFeatures) {
 	ifs := doInterfaces{Public: []doInterface{}, Private: []doInterface{}}
 	dns := doDNS{Nameservers: []string{}}
