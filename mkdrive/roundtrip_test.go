@@ -2,6 +2,7 @@ package mkdrive
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -9,19 +10,33 @@ import (
 	"github.com/notos-agent/notos-agent/configdrive"
 )
 
-// TestLoadReadsWhatWriteWrote: our own reader, configdrive.Load, finds in
-// each image exactly the keys, hostname and ids that were written.
+// TestLoadReadsWhatWriteWrote: our own reader finds each image by its label
+// (configdrive.Probe, what the drive scan uses) and configdrive.Load reads
+// exactly the keys, hostname, ids and network that were written.
 func TestLoadReadsWhatWriteWrote(t *testing.T) {
 	s := testSpec(t)
 	files, err := Files(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, format := range []Format{ISO, VFAT} {
+	for _, tc := range []struct {
+		format        Format
+		fstype, label string
+	}{{ISO, "iso9660", ISOLabel}, {VFAT, "vfat", VFATLabel}} {
+		format := tc.format
 		t.Run(string(format), func(t *testing.T) {
 			img := filepath.Join(t.TempDir(), "drive")
 			if err := Write(img, format, files); err != nil {
 				t.Fatal(err)
+			}
+			f, err := os.Open(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fstype, label, err := configdrive.Probe(f)
+			f.Close()
+			if err != nil || fstype != tc.fstype || label != tc.label {
+				t.Errorf("Probe: %q %q %v; want %q %q", fstype, label, err, tc.fstype, tc.label)
 			}
 			md, err := configdrive.Load(context.Background(), configdrive.Options{Drive: img, RunDir: t.TempDir()})
 			if err != nil {
