@@ -14,13 +14,17 @@ import (
 type Logger struct {
 	Stderr io.Writer
 	// Kmsg receives each line as one write, prefixed with its syslog
-	// level ("<6>"); nil when /dev/kmsg could not be opened.
-	Kmsg io.Writer
+	// level ("<6>"). When nil, KmsgPath is opened at the next line (at
+	// boot, /dev is mounted by the first step); while that fails, the
+	// kernel log is done without.
+	Kmsg     io.Writer
+	KmsgPath string
 	// Quiet keeps everything but failures off stderr (the kernel log
 	// still gets every line); Verbose adds warnings and details.
 	Quiet, Verbose bool
 
-	mu sync.Mutex
+	mu     sync.Mutex
+	opened io.Closer
 }
 
 // Kernel log levels (include/linux/kern_levels.h).
@@ -30,15 +34,35 @@ const (
 	kmsgDebug   = 7
 )
 
-// OpenKmsg opens the kernel log for writing. It returns nil when that is
-// not possible (no /dev/kmsg under a test root, no permission): the kernel
-// log is a courtesy, never a reason to fail.
-func OpenKmsg(path string) io.WriteCloser {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
+// SetVerbose changes verbosity (notos.debug is read after the first step).
+func (l *Logger) SetVerbose(v bool) {
+	l.mu.Lock()
+	l.Verbose = v
+	l.mu.Unlock()
+}
+
+// Close closes the kernel log if the logger opened it.
+func (l *Logger) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.opened == nil {
 		return nil
 	}
-	return f
+	err := l.opened.Close()
+	l.opened, l.Kmsg = nil, nil
+	return err
+}
+
+// kmsg returns the kernel log writer, opening KmsgPath if need be. An open
+// that fails (no /dev/kmsg under a test root, no permission) is ignored:
+// the kernel log is a courtesy, never a reason to fail.
+func (l *Logger) kmsg() io.Writer {
+	if l.Kmsg == nil && l.KmsgPath != "" {
+		if f, err := os.OpenFile(l.KmsgPath, os.O_WRONLY, 0); err == nil {
+			l.Kmsg, l.opened = f, f
+		}
+	}
+	return l.Kmsg
 }
 
 // Step logs a finished step: "notos-agent: keys: 2 keys installed in
@@ -51,10 +75,10 @@ func (l *Logger) Step(res StepResult) {
 	}
 	l.line(level, !l.Quiet || level == kmsgWarning, line)
 	for _, w := range res.Warnings {
-		l.line(kmsgWarning, l.Verbose, res.Name+": warning: "+w)
+		l.line(kmsgWarning, l.verbose(), res.Name+": warning: "+w)
 	}
 	for _, c := range res.Changes {
-		l.line(kmsgDebug, l.Verbose, res.Name+": changed: "+c)
+		l.line(kmsgDebug, l.verbose(), res.Name+": changed: "+c)
 	}
 }
 
@@ -65,7 +89,13 @@ func (l *Logger) Printf(format string, args ...any) {
 
 // Debugf logs a detail shown with --verbose only.
 func (l *Logger) Debugf(format string, args ...any) {
-	l.line(kmsgDebug, l.Verbose, fmt.Sprintf(format, args...))
+	l.line(kmsgDebug, l.verbose(), fmt.Sprintf(format, args...))
+}
+
+func (l *Logger) verbose() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.Verbose
 }
 
 // line writes "notos-agent: text" to stderr when show is set, and always to
@@ -78,8 +108,8 @@ func (l *Logger) line(level int, show bool, text string) {
 	if show && l.Stderr != nil {
 		fmt.Fprintf(l.Stderr, "notos-agent: %s\n", text)
 	}
-	if l.Kmsg != nil && (level != kmsgDebug || l.Verbose) {
-		l.Kmsg.Write([]byte(fmt.Sprintf("<%d>notos-agent: %s\n", level, text)))
+	if k := l.kmsg(); k != nil && (level != kmsgDebug || l.Verbose) {
+		k.Write([]byte(fmt.Sprintf("<%d>notos-agent: %s\n", level, text)))
 	}
 }
 

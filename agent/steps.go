@@ -96,8 +96,6 @@ type Stage []Step
 // in its own goroutine, so a step that ignores its context cannot hold the
 // run past the deadline, and a panic in it is recovered and reported.
 type Runner struct {
-	// Skip maps a step name to the reason it is skipped.
-	Skip map[string]string
 	// OnResult is called, from the runner's goroutine, as each step ends.
 	OnResult func(StepResult)
 	// Now is the clock; nil means time.Now.
@@ -105,6 +103,7 @@ type Runner struct {
 
 	mu       sync.Mutex
 	deadline time.Time
+	skip     map[string]string
 }
 
 // NewRunner returns a runner whose deadline is timeout from now.
@@ -127,6 +126,14 @@ func (r *Runner) now() time.Time {
 func (r *Runner) SetDeadline(t time.Time) {
 	r.mu.Lock()
 	r.deadline = t
+	r.mu.Unlock()
+}
+
+// SetSkips sets which steps to skip (a step name → the reason), for the
+// stages that start afterwards.
+func (r *Runner) SetSkips(skip map[string]string) {
+	r.mu.Lock()
+	r.skip = skip
 	r.mu.Unlock()
 }
 
@@ -155,7 +162,9 @@ type done struct {
 // stage starts every step of st and waits for them until the deadline.
 func (r *Runner) stage(parent context.Context, st Stage) []StepResult {
 	results := make([]StepResult, len(st))
-	deadline := r.Deadline()
+	r.mu.Lock()
+	deadline, skips := r.deadline, r.skip
+	r.mu.Unlock()
 	ctx, cancel := context.WithDeadline(parent, deadline)
 	defer cancel()
 
@@ -164,7 +173,7 @@ func (r *Runner) stage(parent context.Context, st Stage) []StepResult {
 	started := make([]time.Time, len(st))
 	pending := 0
 	for i, s := range st {
-		switch reason, skip := r.Skip[s.Name]; {
+		switch reason, skip := skips[s.Name]; {
 		case skip:
 			results[i] = StepResult{Name: s.Name, Outcome: Skipped, Summary: reason}
 			r.report(results[i])

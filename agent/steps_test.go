@@ -36,7 +36,7 @@ var ignoreDuration = cmpopts.IgnoreFields(StepResult{}, "Duration")
 func TestRunnerOrderAndIndependence(t *testing.T) {
 	tr := &trace{}
 	r := NewRunner(time.Minute)
-	r.Skip = map[string]string{"skipme": "by --skip"}
+	r.SetSkips(map[string]string{"skipme": "by --skip"})
 	var logged []string
 	r.OnResult = func(res StepResult) { logged = append(logged, res.Name) }
 
