@@ -30,6 +30,8 @@ func commands() []command {
 	return []command{
 		{"version", "print the version", cmdVersion},
 		{"modprobe", "load kernel modules and their dependencies", cmdModprobe},
+		{"show", "print what the config drive says (secrets only as present/absent)", cmdShow},
+		{"keys", "install the drive's SSH keys and host name", cmdKeys},
 		{"mkdrive", "write a config-2 drive image to test an image locally", cmdMkdrive},
 	}
 }
