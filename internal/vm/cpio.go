@@ -71,9 +71,9 @@ func (c *cpioWriter) pad() error {
 	return nil
 }
 
-// writeCPIO archives every file, directory and symlink under dir (owned by
-// root in the archive, whatever they are on the host), then the extra
-// device nodes, in newc format.
+// writeCPIO archives dir itself as "." (mode 0755), every file, directory
+// and symlink under it (owned by root in the archive, whatever they are on
+// the host), then the extra device nodes, in newc format.
 func writeCPIO(w io.Writer, dir string, devices []cpioEntry) error {
 	c := &cpioWriter{w: bufio.NewWriter(w)}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
@@ -81,8 +81,14 @@ func writeCPIO(w io.Writer, dir string, devices []cpioEntry) error {
 			return err
 		}
 		rel, err := filepath.Rel(dir, path)
-		if err != nil || rel == "." {
+		if err != nil {
 			return err
+		}
+		if rel == "." {
+			// The root's own mode: the kernel's rootfs is a tmpfs whose
+			// root is 1777 unless the archive says otherwise, and sshd's
+			// StrictModes refuses keys under a world-writable /.
+			return c.write(cpioEntry{name: ".", mode: syscall.S_IFDIR | 0o755, nl: 2})
 		}
 		fi, err := d.Info()
 		if err != nil {

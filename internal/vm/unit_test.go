@@ -125,6 +125,9 @@ func TestWriteCPIO(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^crw-------\s+1 root\s+root\s+5,\s+1 .* dev/console$`).MatchString(string(out)) {
 		t.Errorf("cpio -tv has no root-owned char device 5,1 dev/console:\n%s", out)
 	}
+	if !regexp.MustCompile(`(?m)^drwxr-xr-x\s+2 root\s+root\s+0 .* \.$`).MatchString(string(out)) {
+		t.Errorf("cpio -tv has no root-owned 0755 . (the root's own mode):\n%s", out)
+	}
 	if !regexp.MustCompile(`(?m)^-rwxr-xr-x\s+1 root\s+root\s+18 .* init$`).MatchString(string(out)) {
 		t.Errorf("cpio -tv has no root-owned 0755 init of 18 bytes:\n%s", out)
 	}
