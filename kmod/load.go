@@ -40,6 +40,7 @@ type index struct {
 	builtin      map[string]bool
 	builtinAlias []aliasEntry
 	softdep      map[string]softdep
+	config       *config // modprobe.d
 }
 
 // ModulesDir returns the module tree that Load uses, as seen on the
@@ -120,13 +121,17 @@ func (l *Loader) index() (*index, error) {
 	if err != nil {
 		return nil, err
 	}
+	if idx.config, err = readConfig(l.Root); err != nil {
+		return nil, err
+	}
 	l.idx = &idx
 	return l.idx, nil
 }
 
 // resolve turns a name into module names the way modprobe does: a module
 // of modules.dep, a built-in module, then every module whose alias
-// pattern matches (in file order), then the aliases of built-in modules.
+// pattern matches (in file order) and that modprobe.d does not blacklist,
+// then the aliases of built-in modules.
 func (idx *index) resolve(name string) []string {
 	n := normalize(name)
 	if _, ok := idx.dep[n]; ok || idx.builtin[n] {
@@ -135,7 +140,7 @@ func (idx *index) resolve(name string) []string {
 	var mods []string
 	for _, table := range [][]aliasEntry{idx.alias, idx.builtinAlias} {
 		for _, a := range table {
-			if fnmatch(a.pattern, n) && !slices.Contains(mods, a.module) {
+			if fnmatch(a.pattern, n) && !idx.config.blacklist[a.module] && !slices.Contains(mods, a.module) {
 				mods = append(mods, a.module)
 			}
 		}
@@ -211,6 +216,8 @@ func (r *run) module(m, name, params string, dep bool) *Result {
 	if prev, ok := r.done[m]; ok {
 		return prev
 	}
+	// modprobe.d options come first, so that those given here win.
+	params = strings.TrimSpace(r.idx.config.options[m] + " " + params)
 	res := &Result{Name: name, Module: m, Dep: dep, Params: params}
 	finish := func(start time.Time) *Result {
 		res.Duration = time.Since(start)
@@ -237,7 +244,10 @@ func (r *run) module(m, name, params string, dep bool) *Result {
 
 	r.stack = append(r.stack, m)
 	defer func() { r.stack = r.stack[:len(r.stack)-1] }()
-	sd := r.idx.softdep[m]
+	sd, ok := r.idx.config.softdep[m]
+	if !ok {
+		sd = r.idx.softdep[m]
+	}
 	// Softdeps are wishes: one that fails or is missing is reported in its
 	// own Result and does not stop m (kmod warns and goes on too).
 	r.soft(sd.pre, m)
