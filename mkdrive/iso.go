@@ -29,6 +29,9 @@ func writeISO(f *os.File, files map[string][]byte) error {
 	if err := fixJoliet(f); err != nil {
 		return err
 	}
+	if err := roundDirSizes(f); err != nil {
+		return err
+	}
 	return padToVolumeSize(f)
 }
 
@@ -75,8 +78,76 @@ const (
 // Joliet's: its escape sequences name UCS-2 level 1, 2 or 3.
 func isJolietSVD(vd []byte) bool {
 	esc := vd[88:91]
-	return esc[0] == '%' && esc[1] == '/' && (esc[2] == '@' || esc[2] == 'C' || esc[2] == 'E')
+	return vd[0] == vdSupplementary && esc[0] == '%' && esc[1] == '/' && (esc[2] == '@' || esc[2] == 'C' || esc[2] == 'E')
 }
+
+// volumeDescriptor is one sector of the volume descriptor set.
+type volumeDescriptor struct {
+	sector int64
+	b      []byte
+}
+
+// rootRecord is the descriptor's root directory record.
+func (vd volumeDescriptor) rootRecord() []byte { return vd.b[156 : 156+34] }
+
+// readVolumeDescriptors reads the set from sector 16 to its terminator.
+func readVolumeDescriptors(rw randomAccess) ([]volumeDescriptor, error) {
+	var vds []volumeDescriptor
+	for s := int64(vdFirstSector); s < vdFirstSector+64; s++ {
+		b := make([]byte, sectorSize)
+		if _, err := rw.ReadAt(b, s*sectorSize); err != nil {
+			return nil, fmt.Errorf("read volume descriptor at sector %d: %w", s, err)
+		}
+		if string(b[1:6]) != "CD001" {
+			return nil, fmt.Errorf("read volume descriptor at sector %d: no CD001 signature", s)
+		}
+		if b[0] == vdTerminator {
+			return vds, nil
+		}
+		vds = append(vds, volumeDescriptor{s, b})
+	}
+	return nil, errors.New("read volume descriptors: no terminator in 64 sectors")
+}
+
+// readDir reads the directory at sector loc, in whole sectors. Its first
+// record must be "." (identifier 0x00) pointing at loc: it gives the size.
+func readDir(rw randomAccess, loc uint32) ([]byte, error) {
+	first := make([]byte, sectorSize)
+	if _, err := rw.ReadAt(first, int64(loc)*sectorSize); err != nil {
+		return nil, fmt.Errorf("read directory at sector %d: %w", loc, err)
+	}
+	if first[0] < 34 || first[32] != 1 || first[33] != 0 || binary.LittleEndian.Uint32(first[2:6]) != loc {
+		return nil, fmt.Errorf("directory at sector %d: first record is not '.'", loc)
+	}
+	dir := make([]byte, roundUp(binary.LittleEndian.Uint32(first[10:14])))
+	if _, err := rw.ReadAt(dir, int64(loc)*sectorSize); err != nil {
+		return nil, fmt.Errorf("read directory at sector %d: %w", loc, err)
+	}
+	return dir, nil
+}
+
+// records splits a directory into its records, slices of dir.
+func records(dir []byte, loc uint32) ([][]byte, error) {
+	var recs [][]byte
+	for o := 0; o < len(dir); {
+		n := int(dir[o])
+		if n == 0 { // records do not cross sectors: the rest is padding
+			o = (o/sectorSize + 1) * sectorSize
+			continue
+		}
+		if n < 34 || o+n > len(dir) || 33+int(dir[o+32]) > n {
+			return nil, fmt.Errorf("directory at sector %d: bad record at byte %d", loc, o)
+		}
+		recs = append(recs, dir[o:o+n])
+		o += n
+	}
+	return recs, nil
+}
+
+func isDir(rec []byte) bool { return rec[25]&2 != 0 }
+
+// isSelfOrParent: "." and ".." are the identifiers 0x00 and 0x01.
+func isSelfOrParent(rec []byte) bool { return rec[32] == 1 && rec[33] <= 1 }
 
 // fixJoliet mends the Joliet directory tree go-diskfs v1.9.4 writes: the
 // record of every subdirectory in a Joliet directory carries the extent and
@@ -86,38 +157,27 @@ func isJolietSVD(vd []byte) bool {
 // pointed at the extent the path table gives for the same name and parent.
 // A tree that is already right is left byte for byte.
 func fixJoliet(rw randomAccess) error {
-	var svd []byte
-	for s := int64(vdFirstSector); ; s++ {
-		vd := make([]byte, sectorSize)
-		if _, err := rw.ReadAt(vd, s*sectorSize); err != nil {
-			return fmt.Errorf("read volume descriptor at sector %d: %w", s, err)
-		}
-		if string(vd[1:6]) != "CD001" {
-			return fmt.Errorf("read volume descriptor at sector %d: no CD001 signature", s)
-		}
-		if vd[0] == vdTerminator {
-			break
-		}
-		if vd[0] == vdSupplementary && isJolietSVD(vd) {
-			svd = vd
-			break
-		}
-	}
-	if svd == nil {
-		return errors.New("fix Joliet tree: no Joliet volume descriptor")
-	}
-	ptSize := binary.LittleEndian.Uint32(svd[132:136])
-	ptLoc := binary.LittleEndian.Uint32(svd[140:144])
-	pt := make([]byte, ptSize)
-	if _, err := rw.ReadAt(pt, int64(ptLoc)*sectorSize); err != nil {
-		return fmt.Errorf("read Joliet path table at sector %d: %w", ptLoc, err)
-	}
-	table, err := parsePathTable(pt)
+	vds, err := readVolumeDescriptors(rw)
 	if err != nil {
-		return fmt.Errorf("parse Joliet path table at sector %d: %w", ptLoc, err)
+		return err
 	}
-	root := svd[156 : 156+34]
-	return fixJolietDir(rw, table, 1, binary.LittleEndian.Uint32(root[2:6]), 0)
+	for _, vd := range vds {
+		if !isJolietSVD(vd.b) {
+			continue
+		}
+		ptSize := binary.LittleEndian.Uint32(vd.b[132:136])
+		ptLoc := binary.LittleEndian.Uint32(vd.b[140:144])
+		pt := make([]byte, ptSize)
+		if _, err := rw.ReadAt(pt, int64(ptLoc)*sectorSize); err != nil {
+			return fmt.Errorf("read Joliet path table at sector %d: %w", ptLoc, err)
+		}
+		table, err := parsePathTable(pt)
+		if err != nil {
+			return fmt.Errorf("parse Joliet path table at sector %d: %w", ptLoc, err)
+		}
+		return fixJolietDir(rw, table, 1, binary.LittleEndian.Uint32(vd.rootRecord()[2:6]), 0)
+	}
+	return errors.New("fix Joliet tree: no Joliet volume descriptor")
 }
 
 // pathEntry is one path table record (ECMA-119 9.4); index is 1-based.
@@ -153,18 +213,13 @@ func fixJolietDir(rw randomAccess, table []pathEntry, idx int, loc uint32, depth
 	if depth > 64 {
 		return fmt.Errorf("Joliet directory at sector %d: tree deeper than 64", loc)
 	}
-	first := make([]byte, sectorSize)
-	if _, err := rw.ReadAt(first, int64(loc)*sectorSize); err != nil {
-		return fmt.Errorf("read Joliet directory at sector %d: %w", loc, err)
+	dir, err := readDir(rw, loc)
+	if err != nil {
+		return fmt.Errorf("Joliet tree: %w", err)
 	}
-	// The first record is "." (identifier 0x00) and gives the size.
-	if first[0] < 34 || first[32] != 1 || first[33] != 0 || binary.LittleEndian.Uint32(first[2:6]) != loc {
-		return fmt.Errorf("Joliet directory at sector %d: first record is not '.'", loc)
-	}
-	size := binary.LittleEndian.Uint32(first[10:14])
-	dir := make([]byte, (int(size)+sectorSize-1)/sectorSize*sectorSize)
-	if _, err := rw.ReadAt(dir, int64(loc)*sectorSize); err != nil {
-		return fmt.Errorf("read Joliet directory at sector %d: %w", loc, err)
+	recs, err := records(dir, loc)
+	if err != nil {
+		return fmt.Errorf("Joliet tree: %w", err)
 	}
 	changed := false
 	type sub struct {
@@ -172,22 +227,11 @@ func fixJolietDir(rw randomAccess, table []pathEntry, idx int, loc uint32, depth
 		loc uint32
 	}
 	var subs []sub
-	for o := 0; o < int(size); {
-		n := int(dir[o])
-		if n == 0 { // records do not cross sectors: the rest is padding
-			o = (o/sectorSize + 1) * sectorSize
+	for _, rec := range recs {
+		if !isDir(rec) || isSelfOrParent(rec) {
 			continue
 		}
-		if n < 34 || o+n > len(dir) {
-			return fmt.Errorf("Joliet directory at sector %d: bad record length %d at byte %d", loc, n, o)
-		}
-		rec := dir[o : o+n]
-		o += n
-		idLen := int(rec[32])
-		if rec[25]&2 == 0 || idLen == 1 && (rec[33] == 0 || rec[33] == 1) {
-			continue // a file, ".", or ".."
-		}
-		name := string(rec[33 : 33+idLen])
+		name := string(rec[33 : 33+int(rec[32])])
 		child := -1
 		for i, e := range table {
 			if int(e.parent) == idx && e.name == name && i+1 != idx {
@@ -238,6 +282,85 @@ func ucs2(s string) string {
 	}
 	return string(r)
 }
+
+// roundDirSizes records every directory's size as whole sectors, in both
+// trees, as genisoimage and xorriso do: go-diskfs records the bytes used
+// (520), which readers accept but isovfy flags as "unusual". A directory
+// owns its sectors up to the next extent, and the rest of its last sector
+// is zero, which readers skip as the end of the sector's records
+// (ECMA-119 6.8.1.1).
+func roundDirSizes(rw randomAccess) error {
+	vds, err := readVolumeDescriptors(rw)
+	if err != nil {
+		return err
+	}
+	for _, vd := range vds {
+		if vd.b[0] != vdPrimary && !isJolietSVD(vd.b) {
+			continue
+		}
+		root := vd.rootRecord()
+		if roundRecordSize(root) {
+			if _, err := rw.WriteAt(vd.b, vd.sector*sectorSize); err != nil {
+				return fmt.Errorf("write volume descriptor at sector %d: %w", vd.sector, err)
+			}
+		}
+		if err := roundDir(rw, binary.LittleEndian.Uint32(root[2:6]), 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// roundDir rounds the sizes in the directory at sector loc, then in its
+// subdirectories.
+func roundDir(rw randomAccess, loc uint32, depth int) error {
+	if depth > 64 {
+		return fmt.Errorf("directory at sector %d: tree deeper than 64", loc)
+	}
+	dir, err := readDir(rw, loc)
+	if err != nil {
+		return err
+	}
+	recs, err := records(dir, loc)
+	if err != nil {
+		return err
+	}
+	changed := false
+	var subs []uint32
+	for _, rec := range recs {
+		if !isDir(rec) {
+			continue
+		}
+		changed = roundRecordSize(rec) || changed
+		if !isSelfOrParent(rec) {
+			subs = append(subs, binary.LittleEndian.Uint32(rec[2:6]))
+		}
+	}
+	if changed {
+		if _, err := rw.WriteAt(dir, int64(loc)*sectorSize); err != nil {
+			return fmt.Errorf("write directory at sector %d: %w", loc, err)
+		}
+	}
+	for _, s := range subs {
+		if err := roundDir(rw, s, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// roundRecordSize rounds a directory record's data length up to whole
+// sectors and reports whether it changed.
+func roundRecordSize(rec []byte) bool {
+	size := binary.LittleEndian.Uint32(rec[10:14])
+	if r := roundUp(size); r != size {
+		putBoth32(rec[10:18], r)
+		return true
+	}
+	return false
+}
+
+func roundUp(n uint32) uint32 { return (n + sectorSize - 1) / sectorSize * sectorSize }
 
 // padToVolumeSize extends the image to the size its primary volume
 // descriptor declares: go-diskfs ends the file after the last path table,
