@@ -124,7 +124,7 @@ func TestDebianTreeRecompressed(t *testing.T) {
 	s := debianSystem(t, func(name string) (string, string, []string) {
 		switch name {
 		case "isofs", "cdrom", "virtio_blk":
-			return ".zst", "zstd", []string{"-c", "-q", "-19"}
+			return ".zst", "zstd", []string{"-c", "-q"}
 		}
 		return ".xz", "xz", []string{"-c", "--check=crc32", "--lzma2=dict=1MiB"}
 	})

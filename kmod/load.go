@@ -13,7 +13,8 @@ import (
 )
 
 // Loader loads modules from one module tree. The zero value loads from the
-// running kernel's tree into the running kernel.
+// running kernel's tree into the running kernel. A Loader reads the tree's
+// index files once; it is not safe for concurrent use.
 type Loader struct {
 	// Root is prefixed to every path read (module tree, /sys, /proc);
 	// empty means "/". Tests point it at a fake system.
@@ -307,6 +308,7 @@ func (r *run) present(m string) (Outcome, bool) {
 		return BuiltIn, true
 	}
 	if r.proc == nil {
+		// Without /proc (not mounted yet) /sys/module above is the answer.
 		b, _ := readIndex(r.path("/proc/modules"), MaxIndexSize)
 		r.proc = parseProcModules(b)
 	}
