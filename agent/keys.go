@@ -135,7 +135,7 @@ func lookupUser(passwd, user string) (uid, gid int, err error) {
 		return 0, 0, nil
 	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("read %s: %w", passwd, err)
+		return 0, 0, fmt.Errorf("look up user %q: %w", user, err)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for n := 1; sc.Scan(); n++ {

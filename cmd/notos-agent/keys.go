@@ -61,11 +61,11 @@ func cmdKeys(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	kr, err := agent.InstallKeys(md, agent.KeysOptions{Root: *root, User: *user})
-	for _, w := range kr.Warnings {
-		fmt.Fprintf(stderr, "notos-agent: keys: warning: %s\n", w)
-	}
 	if err != nil {
 		return fail(stderr, "keys", err)
+	}
+	for _, w := range kr.Warnings {
+		fmt.Fprintf(stderr, "notos-agent: keys: warning: %s\n", w)
 	}
 	summary := []string{"keys: " + kr.Summary()}
 	if !*noHostname {

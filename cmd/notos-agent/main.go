@@ -93,13 +93,20 @@ func newFlags(name, args, about string, stderr io.Writer) *flag.FlagSet {
 // parseFlags parses args; it returns the exit status to use and false when
 // the command must stop: 0 after --help (printed to stdout), 2 on a usage error.
 func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) (int, bool) {
+	// Parse prints the usage itself on -h as on an error: hold that back,
+	// so that --help goes to stdout alone and an error to stderr alone.
+	stderr := fs.Output()
+	var msg strings.Builder
+	fs.SetOutput(&msg)
 	err := fs.Parse(args)
+	fs.SetOutput(stderr)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		fs.SetOutput(stdout)
 		fs.Usage()
 		return 0, false
 	case err != nil:
+		io.WriteString(stderr, msg.String())
 		return 2, false
 	}
 	return 0, true

@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/notos-agent/notos-agent/internal/testenv"
+)
+
+// doDrive is a DigitalOcean config drive's tree: see agent/testdata/README.md.
+const doDrive = "../../agent/testdata/do-drive"
+
+// doDriveKeys are the lines keys must write for doDrive: meta_data.json's
+// keys "0" and "1" ("2" is cut short; the DigitalOcean list repeats "0").
+func doDriveKeys(t *testing.T) string {
+	t.Helper()
+	var meta struct {
+		PublicKeys map[string]string `json:"public_keys"`
+	}
+	b, err := os.ReadFile(filepath.Join(doDrive, "openstack/latest/meta_data.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &meta); err != nil {
+		t.Fatal(err)
+	}
+	return meta.PublicKeys["0"] + "\n" + meta.PublicKeys["1"] + "\n"
+}
+
+// copyDrive copies a drive tree into a temporary directory and applies
+// edit (relative path → new content) to it.
+func copyDrive(t *testing.T, src string, edit map[string]string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "tree")
+	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range edit {
+		if err := os.WriteFile(filepath.Join(dst, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+// isoImage makes an ISO of tree the way OpenStack does: genisoimage -J -r
+// -V config-2 (Rock Ridge and Joliet). With xorriso set it uses
+// `xorriso -as mkisofs` instead.
+func isoImage(t *testing.T, tree string, xorriso bool) string {
+	t.Helper()
+	img := filepath.Join(t.TempDir(), "config-2.iso")
+	var cmd *exec.Cmd
+	if xorriso {
+		bin := testenv.RequireCommands(t, "xorriso")["xorriso"]
+		cmd = exec.Command(bin, "-as", "mkisofs", "-quiet", "-J", "-r", "-V", "config-2", "-o", img, tree)
+	} else {
+		bin := testenv.RequireCommands(t, "genisoimage")["genisoimage"]
+		cmd = exec.Command(bin, "-quiet", "-J", "-r", "-V", "config-2", "-o", img, tree)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", cmd, err, out)
+	}
+	return img
+}
+
+// agentRun runs the real binary and returns its output and exit status.
+func agentRun(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(testenv.AgentBinary(t), args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("run notos-agent %s: %v", strings.Join(args, " "), err)
+	}
+	return o.String(), e.String(), code
+}
+
+const skippedKeyWarning = `notos-agent: keys: warning: key "2" skipped: not an SSH public key: ssh: no key found; last parsing error for ignored line: illegal base64 data at input byte 9` + "\n"
+
+func TestKeysCommand(t *testing.T) {
+	for _, tool := range []string{"genisoimage", "xorriso"} {
+		t.Run(tool, func(t *testing.T) {
+			img := isoImage(t, doDrive, tool == "xorriso")
+			root := t.TempDir()
+			keys := filepath.Join(root, "etc/ssh/authorized_keys.d/root")
+			var before os.FileInfo
+			for i, state := range []string{"changed", "unchanged"} {
+				stdout, stderr, code := agentRun(t, "keys", "--drive", img, "--root", root)
+				want := "notos-agent: keys: 2 keys installed in " + keys + " (" + state + "); hostname: web-1 (" + state + ")\n"
+				if diff := cmp.Diff([]any{want, skippedKeyWarning, 0}, []any{stdout, stderr, code}); diff != "" {
+					t.Errorf("run %d: stdout, stderr, exit (-want +got):\n%s", i+1, diff)
+				}
+				b, err := os.ReadFile(keys)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(doDriveKeys(t), string(b)); diff != "" {
+					t.Errorf("run %d: %s (-want +got):\n%s", i+1, keys, diff)
+				}
+				fi, err := os.Stat(keys)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if before != nil && (!os.SameFile(before, fi) || !fi.ModTime().Equal(before.ModTime())) {
+					t.Errorf("the rerun replaced %s", keys)
+				}
+				before = fi
+			}
+			if b, _ := os.ReadFile(filepath.Join(root, "etc/hostname")); string(b) != "web-1\n" {
+				t.Errorf("etc/hostname = %q, want web-1", b)
+			}
+		})
+	}
+}
+
+func TestKeysCommandUserAndNoHostname(t *testing.T) {
+	img := isoImage(t, doDrive, false)
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc/passwd"), []byte("root:x:0:0::/root:/bin/sh\nops:x:1042:1042::/home/ops:/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, code := agentRun(t, "keys", "--drive", img, "--root", root, "--user", "ops", "--no-hostname")
+	keys := filepath.Join(root, "etc/ssh/authorized_keys.d/ops")
+	if want := "notos-agent: keys: 2 keys installed in " + keys + " (changed)\n"; stdout != want || code != 0 {
+		t.Errorf("keys --user ops --no-hostname: %q, exit %d; want %q, 0", stdout, code, want)
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/hostname")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("--no-hostname wrote etc/hostname: %v", err)
+	}
+}
+
+// TestKeysCommandFailures: each failure exits 1 with one stderr line
+// naming the step and what is at fault, and the existing key file is
+// still there, unchanged.
+func TestKeysCommandFailures(t *testing.T) {
+	const old = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGIlfDubwlrgJ/RlOF45mvvVDIx+D7L6xvbBk6VnCr2x old@key\n"
+	good := isoImage(t, doDrive, false)
+	for _, tt := range []struct {
+		name string
+		// setup prepares root and returns the drive to read and the
+		// file whose content must stay old.
+		setup   func(t *testing.T, root string) (drive, keep string)
+		args    []string
+		wantErr string // the whole stderr line after "notos-agent: "
+	}{
+		{name: "no such drive",
+			setup:   func(t *testing.T, root string) (string, string) { return "/nonexistent/config-2.iso", "" },
+			wantErr: "drive: open drive: open /nonexistent/config-2.iso: no such file or directory"},
+		{name: "malformed meta_data.json",
+			setup: func(t *testing.T, root string) (string, string) {
+				tree := copyDrive(t, doDrive, map[string]string{"openstack/latest/meta_data.json": `{"public_keys": {"0": "ssh-ed25519 AAAA`})
+				return isoImage(t, tree, false), ""
+			},
+			wantErr: "drive: DRIVE: parse meta_data.json: unexpected end of JSON input"},
+		{name: "symlinked key file",
+			setup: func(t *testing.T, root string) (string, string) {
+				victim := filepath.Join(t.TempDir(), "victim")
+				writeOld(t, victim, old)
+				if err := os.MkdirAll(filepath.Join(root, "etc/ssh/authorized_keys.d"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(victim, filepath.Join(root, "etc/ssh/authorized_keys.d/root")); err != nil {
+					t.Fatal(err)
+				}
+				return good, victim
+			},
+			wantErr: "keys: write ROOT/etc/ssh/authorized_keys.d/root: refusing to write through a symbolic link"},
+		{name: "unknown user",
+			setup:   func(t *testing.T, root string) (string, string) { return good, "" },
+			args:    []string{"--user", "nobody"},
+			wantErr: `keys: look up user "nobody": open ROOT/etc/passwd: no such file or directory`},
+		{name: "unusable hostname",
+			setup: func(t *testing.T, root string) (string, string) {
+				tree := copyDrive(t, doDrive, map[string]string{
+					"openstack/latest/meta_data.json": `{"uuid": "1", "hostname": "___", "public_keys": {}}`,
+					"digitalocean_meta_data.json":     `{"droplet_id": 1}`,
+				})
+				return isoImage(t, tree, false), ""
+			},
+			wantErr: `hostname: hostname: host name "___": no usable host name`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			keys := filepath.Join(root, "etc/ssh/authorized_keys.d/root")
+			drive, keep := tt.setup(t, root)
+			if keep == "" {
+				keep = keys
+				writeOld(t, keep, old)
+			}
+			stdout, stderr, code := agentRun(t, append([]string{"keys", "--drive", drive, "--root", root}, tt.args...)...)
+			wantErr := strings.NewReplacer("ROOT", root, "DRIVE", drive).Replace("notos-agent: " + tt.wantErr + "\n")
+			if code != 1 || stderr != wantErr {
+				t.Errorf("exit %d, stderr %q (stdout %q); want exit 1, stderr %q", code, stderr, stdout, wantErr)
+			}
+			if b, _ := os.ReadFile(keep); string(b) != old {
+				t.Errorf("%s = %q, want it untouched", keep, b)
+			}
+		})
+	}
+}
+
+func writeOld(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestKeysCommandNoValidKey: the seed's drive, whose only key was cut
+// short, leaves the existing key file alone and is not a failure.
+func TestKeysCommandNoValidKey(t *testing.T) {
+	seed, err := os.ReadFile("../../../shared/fixtures/not-os/digitalocean-configdrive-openstack-latest-meta_data.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := copyDrive(t, doDrive, map[string]string{
+		"openstack/latest/meta_data.json": string(seed),
+		"digitalocean_meta_data.json":     `{"droplet_id": 129714139, "public_keys": ""}`,
+	})
+	img := isoImage(t, tree, false)
+	root := t.TempDir()
+	keys := filepath.Join(root, "etc/ssh/authorized_keys.d/root")
+	const old = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGIlfDubwlrgJ/RlOF45mvvVDIx+D7L6xvbBk6VnCr2x old@key\n"
+	writeOld(t, keys, old)
+	stdout, stderr, code := agentRun(t, "keys", "--drive", img, "--root", root)
+	want := "notos-agent: keys: no valid key on the drive, " + keys + " left untouched; hostname: not-os-config-2.qcow2.s-1vcpu-1gb-ams3-01 (changed)\n"
+	if stdout != want || code != 0 || !strings.Contains(stderr, `key "0" skipped`) {
+		t.Errorf("stdout %q, stderr %q, exit %d; want %q, a warning about key \"0\", exit 0", stdout, stderr, code, want)
+	}
+	if b, _ := os.ReadFile(keys); string(b) != old {
+		t.Errorf("%s = %q, want it untouched", keys, b)
+	}
+}
+
+func TestKeysCommandUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"keys", "--bogus"},
+		{"keys", "extra-argument"},
+		{"keys", "--drive-wait", "soon"},
+		{"show", "--bogus"},
+		{"show", "extra-argument"},
+	} {
+		stdout, stderr, code := agentRun(t, args...)
+		if code != 2 || stdout != "" || !strings.Contains(stderr, "Usage: notos-agent "+args[0]+" ") {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 2 and the usage on stderr", args, code, stdout, stderr)
+		}
+	}
+}
+
+// TestKeysCommandKernelHostname runs `keys --root /` in a UTS and mount
+// namespace of its own with a tmpfs on /etc: the kernel host name and
+// /etc/hostname change there, never on this machine.
+func TestKeysCommandKernelHostname(t *testing.T) {
+	testenv.RequireRoot(t)
+	if os.Getenv("NOTOS_TIER0_ONLY") != "" {
+		t.Skip("skipped: NOTOS_TIER0_ONLY is set (Tier 1 test)")
+	}
+	unshare := testenv.RequireCommands(t, "unshare")["unshare"]
+	img := isoImage(t, doDrive, false)
+	bin := testenv.AgentBinary(t)
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := `set -e
+mount -t tmpfs -o size=1m tmpfs /etc
+"$1" keys --drive "$2" --root / 2>/dev/null
+"$1" keys --drive "$2" --root / 2>/dev/null
+cat /proc/sys/kernel/hostname /etc/hostname /etc/ssh/authorized_keys.d/root`
+	cmd := exec.Command(unshare, "--uts", "--mount", "--propagation", "private", "sh", "-c", script, "sh", bin, img)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", cmd, err, out)
+	}
+	want := "notos-agent: keys: 2 keys installed in /etc/ssh/authorized_keys.d/root (changed); hostname: web-1 (changed)\n" +
+		"notos-agent: keys: 2 keys installed in /etc/ssh/authorized_keys.d/root (unchanged); hostname: web-1 (unchanged)\n" +
+		"web-1\nweb-1\n" + doDriveKeys(t)
+	if diff := cmp.Diff(want, string(out)); diff != "" {
+		t.Errorf("in the namespace (-want +got):\n%s", diff)
+	}
+	if after, _ := os.Hostname(); after != host {
+		t.Errorf("this machine's host name changed from %q to %q", host, after)
+	}
+}
