@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"strconv"
 	"syscall"
 	"time"
@@ -61,6 +62,14 @@ type DHCPOptions struct {
 	InitialDelay time.Duration
 	// Logf, when set, gets one line per exchange.
 	Logf func(format string, args ...any)
+	// Hand, when set, gets a duplicate of each packet socket just before
+	// the socket is closed. Dropping the last reference to a packet socket
+	// waits for an RCU grace period (packet_release calls
+	// synchronize_net): 5 to 20 ms, spent in the exit of the process that
+	// drops it. The `net` command hands the duplicates to a child that
+	// outlives it, so that the boot does not wait for that (dhclient gets
+	// the same by forking into the background while keeping its socket).
+	Hand func(*os.File)
 }
 
 // RetransmitDelay is the wait after the attempt-th transmission (0 for the
@@ -79,6 +88,7 @@ type dhcpClient struct {
 	iface string
 	hw    net.HardwareAddr
 	c     *nclient4.Client
+	raw   syscall.Conn // the packet socket under c
 	o     DHCPOptions
 }
 
@@ -108,13 +118,46 @@ func openDHCP(iface string, o DHCPOptions) (*dhcpClient, error) {
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
-	return &dhcpClient{iface: iface, hw: ifi.HardwareAddr, c: c, o: o}, nil
+	d := &dhcpClient{iface: iface, hw: ifi.HardwareAddr, c: c, o: o}
+	if b, ok := conn.(*nclient4.BroadcastRawUDPConn); ok {
+		d.raw, _ = b.PacketConn.(syscall.Conn)
+	}
+	return d, nil
 }
 
-// Close releases the socket. Closing a packet socket waits for an RCU
-// grace period in the kernel (packet_release calls synchronize_net), which
-// costs milliseconds: callers that are done may do it in the background.
-func (d *dhcpClient) Close() error { return d.c.Close() }
+// Close releases the socket (see DHCPOptions.Hand for its cost).
+func (d *dhcpClient) Close() error {
+	d.hand()
+	return d.c.Close()
+}
+
+// hand gives a duplicate of the packet socket to DHCPOptions.Hand.
+func (d *dhcpClient) hand() {
+	if d.o.Hand != nil && d.raw != nil {
+		if f, err := dupFile(d.raw, "packet socket on "+d.iface); err == nil {
+			d.o.Hand(f)
+		} else {
+			d.o.Logf("dhcp %s: %v", d.iface, err)
+		}
+	}
+}
+
+// dupFile duplicates the descriptor under c.
+func dupFile(c syscall.Conn, name string) (*os.File, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("duplicate %s: %w", name, err)
+	}
+	var nfd int
+	var derr error
+	if err := rc.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return nil, fmt.Errorf("duplicate %s: %w", name, err)
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("duplicate %s: %w", name, derr)
+	}
+	return os.NewFile(uintptr(nfd), name), nil
+}
 
 func (d *dhcpClient) modifiers() []dhcpv4.Modifier { return modifiers(d.hw, d.o.Hostname) }
 
@@ -209,14 +252,17 @@ func (d *dhcpClient) acquire(ctx context.Context) (*dhcpv4.DHCPv4, time.Time, er
 }
 
 // AcquireLease gets a lease on iface by DISCOVER/OFFER/REQUEST/ACK over a
-// packet socket, until ctx ends, and turns the ACK into a plan. The socket
-// is closed in the background (see dhcpClient.Close).
+// packet socket, until ctx ends, and turns the ACK into a plan.
 func AcquireLease(ctx context.Context, iface string, o DHCPOptions) (Plan, error) {
 	d, err := openDHCP(iface, o)
 	if err != nil {
 		return Plan{}, err
 	}
-	defer func() { go d.Close() }()
+	defer func() {
+		// The plan is applied while the kernel releases the socket.
+		d.hand()
+		go d.c.Close()
+	}()
 	ack, sent, err := d.acquire(ctx)
 	if err != nil {
 		return Plan{}, err

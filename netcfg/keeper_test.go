@@ -227,7 +227,6 @@ func TestKeeperReleaseOnStop(t *testing.T) {
 	}
 }
 
-
 func checkActions(t *testing.T, want, got []string) {
 	t.Helper()
 	if diff := cmp.Diff(want, got); diff != "" {

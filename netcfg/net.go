@@ -1,0 +1,313 @@
+package netcfg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/notos-agent/notos-agent/configdrive"
+)
+
+// UpOptions is what the `net` command asks of Up.
+type UpOptions struct {
+	Ifaces     []string              // --iface; empty: the metadata's links, else every physical Ethernet link
+	Root       string                // holds etc/resolv.conf and run/notos-agent; "" is "/"
+	SysDir     string                // "" is /sys
+	Mode       Mode                  // "" is ModeAuto
+	Metadata   *configdrive.Metadata // nil: no config drive
+	ResolvConf ResolvConfMode
+	DHCP       DHCPOptions
+	// KeepDHCP leaves the DHCP links to keepers (`net --keep`): Up
+	// configures only the static ones and returns the others unconfigured
+	// in UpResult.DHCPLinks.
+	KeepDHCP bool
+	Logf     func(format string, args ...any)
+}
+
+// LinkOutcome is what Up did on one chosen link.
+type LinkOutcome struct {
+	Link   string     // the kernel's name, or the MAC when not found
+	Result LinkResult // what Apply put in place
+	DNS    DNS        // what the link's lease or metadata offered
+	Lease  *Lease     // the DHCP lease, if any
+	Took   time.Duration
+	Err    error
+}
+
+// String is the link's one log line: what was applied and how long it
+// took, or why it failed.
+func (o LinkOutcome) String() string {
+	took := o.Took.Round(10 * time.Microsecond)
+	if o.Err != nil {
+		return fmt.Sprintf("%s: not configured after %s: %v", o.Link, took, o.Err)
+	}
+	s := o.Result.String()
+	if len(o.DNS.Servers) > 0 {
+		var servers []string
+		for _, a := range o.DNS.Servers {
+			servers = append(servers, a.String())
+		}
+		s += ", dns " + strings.Join(servers, " ")
+	}
+	if l := o.Lease; l != nil {
+		s += fmt.Sprintf(" (lease %s from %s)", l.Duration, l.Server)
+	}
+	return fmt.Sprintf("%s in %s", s, took)
+}
+
+// UpResult is what Up did.
+type UpResult struct {
+	Links      []LinkOutcome
+	DHCPLinks  []string // with KeepDHCP: the links left to keepers
+	ResolvConf ResolvConfOutcome
+	Warnings   []string
+}
+
+// Up configures the network once: it chooses the links, waits for them,
+// builds the plan (static from the metadata, DHCP elsewhere, as Mode
+// says), gets a lease on every DHCP link at the same time, applies each
+// link as soon as its plan is known, writes resolv.conf with every link's
+// DNS, and saves the leases. All within ctx. The error names every chosen
+// link left unconfigured.
+func Up(ctx context.Context, h *netlink.Handle, o UpOptions) (UpResult, error) {
+	start := time.Now()
+	var res UpResult
+	if o.Mode == "" {
+		o.Mode = ModeAuto
+	}
+	if o.Mode == ModeOff {
+		return res, nil
+	}
+	md, err := PlanFromMetadata(o.Metadata, o.Mode)
+	if err != nil {
+		return res, err
+	}
+	res.Warnings = append(res.Warnings, md.Warnings...)
+	refs, err := ChooseLinks(o.Ifaces, md, o.SysDir)
+	if err != nil {
+		return res, err
+	}
+	found, waitErr := WaitLinks(ctx, h, refs, WaitOptions{})
+	plan := ForLinks(md, found, o.Mode)
+	res.Warnings = append(res.Warnings, plan.Warnings[len(md.Warnings):]...)
+	var errs []error
+	if waitErr != nil {
+		errs = append(errs, waitErr)
+		for _, r := range refs {
+			if !slices.ContainsFunc(found, func(f LinkRef) bool {
+				return f == r || (r.Name != "" && f.Name == r.Name) || (r.MAC != "" && strings.EqualFold(f.MAC, r.MAC))
+			}) {
+				res.Links = append(res.Links, LinkOutcome{Link: r.String(), Took: time.Since(start), Err: fmt.Errorf("%w", ErrLinkMissing)})
+			}
+		}
+	}
+
+	apply := ApplyOptions{Root: o.Root, ResolvConf: ResolvConfSkip}
+	var mu sync.Mutex // guards res, errs and h
+	configure := func(lp LinkPlan, lease *Lease, warnings []string) {
+		p := Plan{Links: []LinkPlan{lp}}
+		mu.Lock()
+		defer mu.Unlock()
+		res.Warnings = append(res.Warnings, warnings...)
+		r, err := Apply(ctx, h, p, apply)
+		out := LinkOutcome{Link: lp.Name, DNS: lp.DNS, Lease: lease, Took: time.Since(start), Err: err}
+		if len(r.Links) > 0 {
+			out.Result = r.Links[0]
+		}
+		res.Warnings = append(res.Warnings, r.Warnings...)
+		if err == nil && lease != nil {
+			err = SaveLease(o.Root, lease)
+			out.Err = err
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("link %s: %w", lp.Name, err))
+		}
+		res.Links = append(res.Links, out)
+	}
+
+	var wg sync.WaitGroup
+	for _, lp := range plan.Links {
+		switch {
+		case lp.Method != MethodDHCP:
+			configure(lp, nil, nil)
+		case o.KeepDHCP:
+			res.DHCPLinks = append(res.DHCPLinks, lp.Name)
+		default:
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// A panic here must not take the boot down with it.
+				defer func() {
+					if r := recover(); r != nil {
+						mu.Lock()
+						errs = append(errs, fmt.Errorf("dhcp on %s: panic: %v\n%s", lp.Name, r, debug.Stack()))
+						mu.Unlock()
+					}
+				}()
+				lease, err := AcquireLease(ctx, lp.Name, o.DHCP)
+				if err != nil {
+					mu.Lock()
+					res.Links = append(res.Links, LinkOutcome{Link: lp.Name, Took: time.Since(start), Err: err})
+					errs = append(errs, err)
+					mu.Unlock()
+					return
+				}
+				dl := lease.Links[0]
+				// The static plan's IPv6 handling stays; the lease brings
+				// the IPv4 side.
+				dl.IPv6 = lp.IPv6
+				configure(dl, dl.Lease, lease.Warnings)
+			}()
+		}
+	}
+	wg.Wait()
+	// One line per link in plan order, whatever order they finished in.
+	order := func(name string) int {
+		if i := slices.IndexFunc(plan.Links, func(lp LinkPlan) bool { return lp.Name == name }); i >= 0 {
+			return i
+		}
+		return len(plan.Links)
+	}
+	slices.SortStableFunc(res.Links, func(a, b LinkOutcome) int { return order(a.Link) - order(b.Link) })
+
+	// resolv.conf once, with what every link offered: the metadata's
+	// servers first, then each lease's, in link order.
+	dns := plan.DNS
+	for _, l := range res.Links {
+		dns = mergeDNS(dns, l.DNS)
+	}
+	name := ""
+	if len(res.Links) > 0 {
+		name = res.Links[0].Link
+	}
+	out, warns, err := UpdateResolvConf(ctx, dns, ResolvConfOptions{Root: o.Root, Mode: o.ResolvConf, Name: name})
+	res.ResolvConf = out
+	res.Warnings = append(res.Warnings, warns...)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return res, errors.Join(errs...)
+}
+
+// mergeDNS appends b's servers and search domains to a's, without
+// repeats; a's domain wins.
+func mergeDNS(a, b DNS) DNS {
+	out := DNS{Servers: slices.Clone(a.Servers), Search: slices.Clone(a.Search), Domain: a.Domain}
+	for _, s := range b.Servers {
+		if !slices.Contains(out.Servers, s) {
+			out.Servers = append(out.Servers, s)
+		}
+	}
+	for _, s := range b.Search {
+		if !slices.Contains(out.Search, s) {
+			out.Search = append(out.Search, s)
+		}
+	}
+	if out.Domain == "" {
+		out.Domain = b.Domain
+	}
+	return out
+}
+
+// Keep runs a lease keeper on each link until ctx ends (SIGTERM), each in
+// its own goroutine with its own netlink handle, and watches each link's
+// carrier for the keeper's INIT-REBOOT.
+func Keep(ctx context.Context, links []string, o UpOptions, release bool) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(links))
+	for i, name := range links {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() {
+				if r := recover(); r != nil {
+					errs[i] = fmt.Errorf("keeper on %s: panic: %v\n%s", name, r, debug.Stack())
+				}
+			}()
+			errs[i] = keepLink(ctx, name, o, release)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func keepLink(ctx context.Context, name string, o UpOptions, release bool) error {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return fmt.Errorf("keeper on %s: open netlink: %w", name, err)
+	}
+	defer h.Close()
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	links, err := watchCarrier(wctx, name)
+	if err != nil {
+		return fmt.Errorf("keeper on %s: %w", name, err)
+	}
+	k := &Keeper{
+		Iface:   name,
+		Root:    o.Root,
+		Clock:   SystemClock{},
+		DHCP:    &DHCPExchanger{Iface: name, Options: o.DHCP},
+		Net:     netlinkConfigurer{h: h, o: ApplyOptions{Root: o.Root, ResolvConf: o.ResolvConf}},
+		Links:   links,
+		Release: release,
+		Logf:    o.Logf,
+	}
+	return k.Run(ctx)
+}
+
+// netlinkConfigurer is the keeper's Configurer on the real system.
+type netlinkConfigurer struct {
+	h *netlink.Handle
+	o ApplyOptions
+}
+
+func (c netlinkConfigurer) Apply(ctx context.Context, p Plan) error {
+	_, err := Apply(ctx, c.h, p, c.o)
+	return err
+}
+
+func (c netlinkConfigurer) Remove(ctx context.Context, p Plan) error {
+	var errs []error
+	for _, lp := range p.Links {
+		errs = append(errs, Remove(ctx, c.h, lp))
+	}
+	return errors.Join(errs...)
+}
+
+// watchCarrier reports the link's carrier (IFF_LOWER_UP) each time it
+// changes, from netlink link notifications, until ctx ends.
+func watchCarrier(ctx context.Context, name string) (<-chan bool, error) {
+	updates := make(chan netlink.LinkUpdate, 16)
+	if err := netlink.LinkSubscribeWithOptions(updates, ctx.Done(), netlink.LinkSubscribeOptions{}); err != nil {
+		return nil, fmt.Errorf("subscribe to link updates: %w", err)
+	}
+	out := make(chan bool, 4)
+	go func() {
+		last := true // the keeper starts on a link that is up
+		for u := range updates {
+			if u.Attrs() == nil || u.Attrs().Name != name {
+				continue
+			}
+			up := u.IfInfomsg.Flags&unix.IFF_LOWER_UP != 0 && u.IfInfomsg.Flags&unix.IFF_UP != 0
+			if up == last {
+				continue
+			}
+			last = up
+			select {
+			case out <- up:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
