@@ -120,6 +120,23 @@ func (r *Initramfs) AddBusybox() {
 	}
 }
 
+// AddRunit installs Debian's runit: /sbin/runit (PID 1), and runsvdir,
+// runsv, sv, chpst and svlogd in /usr/bin, with their libraries. The test
+// writes /etc/runit/1, 2 and 3 and makes runit the kernel's init, e.g.
+// Symlink("/init", "/sbin/runit"). Debian's runit takes its stage-3 and
+// reboot switches from /run/runit.stopit and /run/runit.reboot (mode 100
+// means set); after stage 3 it powers off unless reboot is set. With
+// /run/runit.stopit set, ctrl-alt-del (VM.Monitor "sendkey
+// ctrl-alt-delete") runs /etc/runit/ctrlaltdel and then stage 3.
+func (r *Initramfs) AddRunit() {
+	r.t.Helper()
+	paths := testenv.RequireCommands(r.t, "runit", "runsvdir", "runsv", "sv", "chpst", "svlogd")
+	r.AddHostBinary("/sbin/runit", paths["runit"])
+	for _, p := range []string{"runsvdir", "runsv", "sv", "chpst", "svlogd"} {
+		r.AddHostBinary("/usr/bin/"+p, paths[p])
+	}
+}
+
 // AddHostBinary copies a host program to a guest path together with the
 // shared libraries and the ELF interpreter that ldd lists for it, each at
 // the path the dynamic loader will look for. A static binary is copied
