@@ -123,6 +123,27 @@ func TestISOReadByIsoinfo(t *testing.T) {
 			t.Errorf("isoinfo -d lacks %q:\n%s", strings.TrimSpace(want), d)
 		}
 	}
+	// The descriptors' fixed fields, as genisoimage writes them.
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pvd, svd := b[16*sectorSize:17*sectorSize], b[17*sectorSize:18*sectorSize]
+	for _, f := range []struct {
+		name      string
+		got, want string
+	}{
+		{"primary volume id", string(pvd[40:72]), "config-2" + strings.Repeat(" ", 24)},
+		{"primary system id", string(pvd[8:40]), strings.Repeat(" ", 32)},
+		{"Joliet volume id", string(svd[40:72]), "\x00c\x00o\x00n\x00f\x00i\x00g\x00-\x002" + strings.Repeat("\x00 ", 8)},
+		{"Joliet publisher", string(svd[318:446]), strings.Repeat("\x00 ", 64)},
+		{"primary expiration", string(pvd[847:864]), "0000000000000000\x00"},
+		{"Joliet expiration", string(svd[847:864]), "0000000000000000\x00"},
+	} {
+		if f.got != f.want {
+			t.Errorf("%s = %q, want %q", f.name, f.got, f.want)
+		}
+	}
 	m := regexp.MustCompile(`\nVolume size is: (\d+)\n`).FindStringSubmatch(d)
 	if fi, err := os.Stat(img); err != nil || m == nil || m[1] == "" {
 		t.Errorf("volume size: stat %v, isoinfo -d %q", err, m)
@@ -246,7 +267,8 @@ func TestFixJolietMendsGoDiskfs(t *testing.T) {
 }
 
 // TestISOPostPassesKeepGoodImages: on ISOs made by genisoimage and xorriso,
-// the way OpenStack makes them, fixJoliet and roundDirSizes change no byte.
+// the way OpenStack makes them, fixJoliet, roundDirSizes and
+// tidyDescriptors change no byte.
 func TestISOPostPassesKeepGoodImages(t *testing.T) {
 	bins := testenv.RequireCommands(t, "genisoimage", "xorriso")
 	files := testFiles(t)
@@ -280,6 +302,9 @@ func TestISOPostPassesKeepGoodImages(t *testing.T) {
 				t.Fatal(err)
 			}
 			if err := roundDirSizes(f); err != nil {
+				t.Fatal(err)
+			}
+			if err := tidyDescriptors(f); err != nil {
 				t.Fatal(err)
 			}
 			after, err := os.ReadFile(img)

@@ -32,6 +32,9 @@ func writeISO(f *os.File, files map[string][]byte) error {
 	if err := roundDirSizes(f); err != nil {
 		return err
 	}
+	if err := tidyDescriptors(f); err != nil {
+		return err
+	}
 	return padToVolumeSize(f)
 }
 
@@ -361,6 +364,71 @@ func roundRecordSize(rec []byte) bool {
 }
 
 func roundUp(n uint32) uint32 { return (n + sectorSize - 1) / sectorSize * sectorSize }
+
+// Identifier fields of the primary and supplementary volume descriptors
+// (ECMA-119 8.4.5 to 8.4.24): offset and length.
+var identifierFields = [][2]int{
+	{8, 32}, {40, 32}, // system, volume
+	{190, 128}, {318, 128}, {446, 128}, {574, 128}, // volume set, publisher, preparer, application
+	{702, 37}, {739, 37}, {776, 37}, // copyright, abstract and bibliographic files
+}
+
+// Volume Expiration Date and Time (ECMA-119 8.4.28), 17 bytes.
+const expirationOffset = 847
+
+// tidyDescriptors makes the primary and Joliet descriptors read as
+// genisoimage's do, where go-diskfs writes them otherwise:
+//   - identifiers are padded with spaces (ECMA-119 7.4: a- and
+//     d-characters; Joliet: UCS-2 spaces, 00 20), not NULs;
+//   - the expiration date is "not specified" (sixteen '0' digits and a
+//     zero offset, ECMA-119 8.4.26.1) instead of the moment of writing,
+//     which would declare the volume obsolete as soon as it is made.
+func tidyDescriptors(rw randomAccess) error {
+	vds, err := readVolumeDescriptors(rw)
+	if err != nil {
+		return err
+	}
+	for _, vd := range vds {
+		joliet := isJolietSVD(vd.b)
+		if vd.b[0] != vdPrimary && !joliet {
+			continue
+		}
+		before := string(vd.b)
+		for _, f := range identifierFields {
+			padIdentifier(vd.b[f[0]:f[0]+f[1]], joliet)
+		}
+		if exp := vd.b[expirationOffset : expirationOffset+17]; exp[0] != '0' || exp[15] != '0' {
+			copy(exp, "0000000000000000\x00")
+		}
+		if string(vd.b) != before {
+			if _, err := rw.WriteAt(vd.b, vd.sector*sectorSize); err != nil {
+				return fmt.Errorf("write volume descriptor at sector %d: %w", vd.sector, err)
+			}
+		}
+	}
+	return nil
+}
+
+// padIdentifier replaces the NULs after an identifier's text with spaces,
+// one byte at a time or, for Joliet, one UCS-2 character (two bytes) at a
+// time; an odd last byte of a Joliet field stays 0.
+func padIdentifier(f []byte, joliet bool) {
+	step, space := 1, []byte{' '}
+	if joliet {
+		step, space = 2, []byte{0, ' '}
+	}
+	end := 0 // just past the last character that is not NUL
+	for i := 0; i+step <= len(f); i += step {
+		for _, c := range f[i : i+step] {
+			if c != 0 {
+				end = i + step
+			}
+		}
+	}
+	for i := end; i+step <= len(f); i += step {
+		copy(f[i:], space)
+	}
+}
 
 // padToVolumeSize extends the image to the size its primary volume
 // descriptor declares: go-diskfs ends the file after the last path table,
