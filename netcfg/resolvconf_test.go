@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/notos-agent/notos-agent/internal/netnstest"
 	"github.com/notos-agent/notos-agent/internal/testenv"
 	"golang.org/x/sys/unix"
 )
@@ -265,7 +266,7 @@ func TestUpdateResolvConfSymlink(t *testing.T) {
 // TestUpdateResolvConfReadOnly mounts a read-only tmpfs as the root's etc
 // (Tier 1: needs root) and expects a clear error, and nothing changed.
 func TestUpdateResolvConfReadOnly(t *testing.T) {
-	testenv.RequireRoot(t)
+	netnstest.Tier1(t)
 	root, path := resolvRoot(t, "")
 	etc := filepath.Dir(path)
 	if err := unix.Mount("tmpfs", etc, "tmpfs", unix.MS_RDONLY, ""); err != nil {
@@ -283,4 +284,37 @@ func TestUpdateResolvConfReadOnly(t *testing.T) {
 	if _, err := os.Lstat(path); err == nil {
 		t.Errorf("%s exists on a read-only file system", path)
 	}
+}
+
+// FuzzResolvConfContent checks that no name, however crafted, adds a line
+// of its own to resolv.conf: the output is the marker, at most one search
+// line of valid names, and one nameserver line per server.
+func FuzzResolvConfContent(f *testing.F) {
+	f.Add("example.org", "corp.example.org a.b")
+	f.Add("x\nnameserver 6.6.6.6", "a;b c\x00d")
+	f.Fuzz(func(t *testing.T, domain, search string) {
+		d := DNS{Servers: testDNS.Servers, Domain: domain, Search: strings.Split(search, " ")}
+		body, _ := ResolvConfContent(d)
+		lines := strings.Split(strings.TrimSuffix(string(body), "\n"), "\n")
+		if !strings.HasPrefix(lines[0], ResolvConfMarker) {
+			t.Fatalf("first line %q", lines[0])
+		}
+		rest := lines[1:]
+		if len(rest) > 0 && strings.HasPrefix(rest[0], "search ") {
+			for _, n := range strings.Fields(strings.TrimPrefix(rest[0], "search ")) {
+				if !ValidDNSName(n) {
+					t.Errorf("search line holds %q", n)
+				}
+			}
+			rest = rest[1:]
+		}
+		if len(rest) != len(d.Servers) {
+			t.Fatalf("lines after search: %q, want %d nameserver lines", rest, len(d.Servers))
+		}
+		for i, l := range rest {
+			if l != "nameserver "+d.Servers[i].String() {
+				t.Errorf("line %q, want nameserver %s", l, d.Servers[i])
+			}
+		}
+	})
 }

@@ -169,28 +169,24 @@ func (b *planBuilder) finish(mode Mode) Plan {
 	return p
 }
 
-// separateMetrics gives a route that another link already has for the same
-// destination (two links each with a default route) a metric 100 higher,
-// so that the second RouteReplace adds a route instead of replacing the
-// first link's. The first link in metadata order keeps its metric.
+// separateMetrics gives a route whose destination and metric another route
+// already has (two links each with a default route, or one network with two
+// default gateways) a metric 100 higher, so that its RouteReplace adds a
+// route instead of replacing the other. The first in plan order keeps its
+// metric.
 func separateMetrics(links []LinkPlan) {
 	type key struct {
 		dst    netip.Prefix
 		metric int
 	}
-	owner := map[key]int{}
+	taken := map[key]bool{}
 	for i := range links {
 		for j := range links[i].Routes {
 			r := &links[i].Routes[j]
-			for {
-				k := key{r.Dst, r.Metric}
-				o, taken := owner[k]
-				if !taken || o == i {
-					owner[k] = i
-					break
-				}
+			for taken[key{r.Dst, r.Metric}] {
 				r.Metric += 100
 			}
+			taken[key{r.Dst, r.Metric}] = true
 		}
 	}
 }

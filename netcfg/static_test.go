@@ -209,12 +209,15 @@ func TestPlanFromMetadataCases(t *testing.T) {
 			},
 		},
 	}, {
-		name: "two links with a default route: the second gets metric 100",
+		name: "default routes on two links and twice on one: metrics 0, 100, 200",
 		nd: configdrive.NetworkData{
 			Links: []configdrive.Link{{ID: "a", MAC: "02:00:00:00:00:0A"}, {ID: "b", MAC: "02:00:00:00:00:0b"}, {ID: "c", MAC: "02:00:00:00:00:0a"}},
 			Networks: []configdrive.Network{
 				{ID: "na", Type: "ipv4", Link: "a", IPAddress: "192.0.2.5", Netmask: "24", Gateway: "192.0.2.1"},
-				{ID: "nb", Type: "ipv4", Link: "b", IPAddress: "198.51.100.5", Netmask: "24", Gateway: "198.51.100.1"},
+				{ID: "nb", Type: "ipv4", Link: "b", IPAddress: "198.51.100.5", Netmask: "24", Gateway: "198.51.100.9", Routes: []configdrive.Route{
+					{Network: "0.0.0.0", Netmask: "0.0.0.0", Gateway: "198.51.100.1"},
+					{Network: "0.0.0.0", Netmask: "0.0.0.0", Gateway: "198.51.100.2"},
+				}},
 			},
 		},
 		want: Plan{
@@ -225,7 +228,11 @@ func TestPlanFromMetadataCases(t *testing.T) {
 			}, {
 				MAC: "02:00:00:00:00:0b", Method: MethodStatic, Source: SourceNetworkData,
 				Addrs:  []Addr{{Prefix: pfx("198.51.100.5/24")}},
-				Routes: []Route{{Dst: pfx("0.0.0.0/0"), Gateway: addr("198.51.100.1"), Metric: 100}},
+				// The network-level gateway is not used: the routes have a default.
+				Routes: []Route{
+					{Dst: pfx("0.0.0.0/0"), Gateway: addr("198.51.100.1"), Metric: 100},
+					{Dst: pfx("0.0.0.0/0"), Gateway: addr("198.51.100.2"), Metric: 200},
+				},
 			}},
 			Warnings: []string{"link c: MAC 02:00:00:00:00:0a already used by an earlier link: merged into it"},
 		},

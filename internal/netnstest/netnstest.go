@@ -56,10 +56,7 @@ type NS struct {
 // `ip` is missing; with CI=true it fails it.
 func New(t testing.TB) *NS {
 	t.Helper()
-	if os.Getenv("NOTOS_TIER0_ONLY") != "" {
-		t.Skip("skipped: NOTOS_TIER0_ONLY is set (Tier 1 test)")
-	}
-	testenv.RequireRoot(t)
+	Tier1(t)
 	ipPath := testenv.RequireCommands(t, "ip")["ip"]
 
 	id := randomID(t)
@@ -74,6 +71,16 @@ func New(t testing.TB) *NS {
 	s.Run(t, "ip", "link", "set", ServerLink, "up")
 	c.Run(t, "ip", "link", "set", ClientLink, "up")
 	return c
+}
+
+// Tier1 skips the test under `make unit` (NOTOS_TIER0_ONLY set), and
+// otherwise needs root: skipped outside CI, failed under CI=true.
+func Tier1(t testing.TB) {
+	t.Helper()
+	if os.Getenv("NOTOS_TIER0_ONLY") != "" {
+		t.Skip("skipped: NOTOS_TIER0_ONLY is set (Tier 1 test)")
+	}
+	testenv.RequireRoot(t)
 }
 
 func randomID(t testing.TB) string {
