@@ -132,7 +132,7 @@ func parseAlias(data []byte, file string) ([]aliasEntry, error) {
 	var aliases []aliasEntry
 	err := eachLine(data, func(n int, line string) error {
 		f := strings.Fields(line)
-		if len(f) != 3 || f[0] != "alias" {
+		if len(f) != 3 || f[0] != "alias" || !validName(f[2]) {
 			return malformed(file, n, "want \"alias PATTERN MODULE\"", line)
 		}
 		aliases = append(aliases, aliasEntry{pattern: normalizePattern(f[1]), module: normalize(f[2])})
@@ -164,7 +164,7 @@ func parseBuiltinModinfo(data []byte) []aliasEntry {
 	var aliases []aliasEntry
 	for _, rec := range bytes.Split(data, []byte{0}) {
 		mod, val, ok := strings.Cut(string(rec), ".alias=")
-		if !ok || mod == "" || val == "" || strings.Contains(mod, "=") {
+		if !ok || !validName(mod) || val == "" || strings.Contains(mod, "=") {
 			continue
 		}
 		aliases = append(aliases, aliasEntry{pattern: normalizePattern(val), module: normalize(mod)})
@@ -179,7 +179,7 @@ func parseSoftdep(data []byte, file string) (map[string]softdep, error) {
 	soft := make(map[string]softdep)
 	err := eachLine(data, func(n int, line string) error {
 		f := strings.Fields(line)
-		if len(f) < 2 || f[0] != "softdep" {
+		if len(f) < 2 || f[0] != "softdep" || !validName(f[1]) {
 			return malformed(file, n, "want \"softdep MODULE pre: ... post: ...\"", line)
 		}
 		mod := normalize(f[1])

@@ -129,3 +129,10 @@ func (r Result) String() string {
 // normalize writes a module name the kernel's way: '-' and '_' are the
 // same in module names (kernel/params.c parameq, kmod's modname_normalize).
 func normalize(name string) string { return strings.ReplaceAll(name, "-", "_") }
+
+// validName reports whether name can be a module name: it becomes a
+// directory name under /sys/module, so it may not be empty, hold '/' or
+// be "." or "..".
+func validName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00 \t\n")
+}

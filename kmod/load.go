@@ -174,15 +174,22 @@ func (l *Loader) Load(ctx context.Context, specs ...string) []Result {
 	if r.kernel == nil {
 		r.kernel = SystemKernel{}
 	}
-	idx, err := l.index()
+	idx, idxErr := l.index()
+	r.idx = idx
 	for _, spec := range specs {
-		name, params, _ := strings.Cut(strings.TrimSpace(spec), " ")
-		params = strings.TrimSpace(params)
+		spec = strings.TrimSpace(spec)
+		name, params := spec, ""
+		if i := strings.IndexAny(spec, " \t\n"); i >= 0 {
+			name, params = spec[:i], strings.TrimSpace(spec[i:])
+		}
+		err := idxErr
+		if err == nil && !validName(name) {
+			err = fmt.Errorf("bad module name %q", name)
+		}
 		if err != nil {
 			r.results = append(r.results, Result{Name: name, Module: normalize(name), Params: params, Outcome: Failed, Err: err})
 			continue
 		}
-		r.idx = idx
 		r.named(name, params)
 	}
 	return r.results
@@ -270,15 +277,24 @@ func (r *run) module(m, name, params string, dep bool) *Result {
 	switch {
 	case r.DryRun:
 		res.Outcome = WouldLoad
-		if _, err := os.Stat(r.path(path.Join(r.tree, e.path))); err != nil {
+		if _, err := os.Stat(r.path(r.modulePath(e.path))); err != nil {
 			res.Outcome, res.Err = Failed, err
 		}
 	default:
-		res.Outcome, res.Via, res.Err = r.insert(m, path.Join(r.tree, e.path), params)
+		res.Outcome, res.Via, res.Err = r.insert(m, r.modulePath(e.path), params)
 	}
 	finish(start)
 	r.soft(sd.post, m)
 	return res
+}
+
+// modulePath is the system path of a modules.dep path: relative to the
+// tree, or absolute as older depmod versions wrote them.
+func (r *run) modulePath(p string) string {
+	if path.IsAbs(p) {
+		return p
+	}
+	return path.Join(r.tree, p)
 }
 
 // soft loads the softdep names of m that are not being loaded already.

@@ -139,6 +139,19 @@ func TestLoad(t *testing.T) {
 		),
 		wantCalls: []string{"virtio_ring", "virtio", "failover", "net_failover", "virtio_net"},
 	}, {
+		name:  "absolute paths in modules.dep, as older depmod wrote",
+		specs: []string{"isofs"},
+		setup: func(s *fakeSystem) {
+			s.index("modules.dep", s.tree+"/kernel/fs/isofs/isofs.ko: "+s.tree+"/kernel/drivers/cdrom/cdrom.ko\n"+s.tree+"/kernel/drivers/cdrom/cdrom.ko:\n")
+		},
+		want:      []outcome{loaded("isofs", "cdrom", true), loaded("isofs", "isofs", false)},
+		wantCalls: []string{"cdrom", "isofs"},
+	}, {
+		name:      "tab between name and parameters",
+		specs:     []string{"cdrom\tdebug=1"},
+		want:      []outcome{loaded("cdrom", "cdrom", false)},
+		wantCalls: []string{"cdrom"},
+	}, {
 		name:      "EEXIST: another loader won the race",
 		specs:     []string{"cdrom"},
 		setup:     func(s *fakeSystem) { s.kernel.refuse["cdrom"] = unix.EEXIST },
@@ -264,6 +277,16 @@ func TestLoadFailures(t *testing.T) {
 		},
 		wantErr: map[string]string{"cdrom": "modules.dep line 3: malformed line: no ':'"},
 		wantIs:  map[string]error{"cdrom": ErrMalformed, "isofs": ErrMalformed},
+	}, {
+		name:  "names that cannot be modules",
+		specs: []string{"..", "../../etc", " ", "cdrom"},
+		want: []outcome{
+			{"..", "..", false, Failed, ""},
+			{"../../etc", "../../etc", false, Failed, ""},
+			{"", "", false, Failed, ""},
+			{"cdrom", "cdrom", false, Loaded, "finit_module"},
+		},
+		wantErr: map[string]string{"..": `bad module name ".."`, "": `bad module name ""`},
 	}, {
 		name:   "cancelled context",
 		specs:  []string{"cdrom"},
