@@ -1,0 +1,84 @@
+package configdrive
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/notos-agent/notos-agent/internal/testenv"
+)
+
+// attachLoop attaches img read-only to a free loop device and detaches it
+// when the test ends.
+func attachLoop(t *testing.T, img string) string {
+	t.Helper()
+	losetup := testenv.RequireCommands(t, "losetup")["losetup"]
+	out, err := exec.Command(losetup, "-f", "--show", "-r", img).CombinedOutput()
+	if err != nil {
+		testenv.Unavailable(t, "no loop device: losetup -f --show %s: %v: %s", img, err, out)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() {
+		if out, err := exec.Command(losetup, "-d", dev).CombinedOutput(); err != nil {
+			t.Errorf("losetup -d %s: %v: %s", dev, err, out)
+		}
+	})
+	return dev
+}
+
+func randomHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// TestFindLoopDevice (tier 1, root): a drive on a real loop device is found
+// by scanning the real /sys/class/block and read through /dev. Each drive
+// gets a random label so no other device on the host can match.
+func TestFindLoopDevice(t *testing.T) {
+	testenv.RequireRoot(t)
+	tests := []struct {
+		kind  imageKind
+		label string // written on the drive
+		find  string // asked of Find
+	}{
+		{imageKinds[0], "cfgtest-" + randomHex(t, 4), ""},
+		{imageKinds[2], "cfgtest-" + randomHex(t, 4), ""},
+		// FAT labels are 11 upper-case characters; Find ignores case.
+		{imageKinds[3], "CT" + strings.ToUpper(randomHex(t, 4)), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.kind.name, func(t *testing.T) {
+			img := buildImage(t, tt.kind, doLayout, tt.label)
+			dev := attachLoop(t, img)
+			ctx := context.Background()
+			found, err := Find(ctx, FindOptions{Label: strings.ToLower(tt.label), Wait: 5 * time.Second})
+			if err != nil {
+				t.Fatalf("Find(%q) with %s attached: %v", tt.label, dev, err)
+			}
+			if found != dev {
+				t.Fatalf("Find(%q) = %s, want %s", tt.label, found, dev)
+			}
+			got, err := ReadFiles(ctx, found, ReadOptions{RunDir: t.TempDir()})
+			if err != nil {
+				t.Fatalf("ReadFiles(%s): %v", found, err)
+			}
+			if diff := cmp.Diff(wantFiles(t, doLayout, "latest", dev, tt.kind.fstype), got); diff != "" {
+				t.Errorf("ReadFiles(%s) (-want +got):\n%s", dev, diff)
+			}
+			md, err := Load(ctx, Options{Label: tt.label, Wait: 5 * time.Second, RunDir: t.TempDir()})
+			if err != nil || md.Source != dev || md.InstanceID != "129714139" {
+				t.Errorf("Load = %+v, %v; want source %s, instance 129714139", md, err, dev)
+			}
+		})
+	}
+}
