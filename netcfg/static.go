@@ -216,6 +216,9 @@ func (l *metaLink) appendRoute(r Route) {
 }
 
 func (l *metaLink) onLink(gw netip.Addr) bool {
+	if gw.Is6() && gw.IsLinkLocalUnicast() {
+		return true // RFC 4861 §4.2: a link-local router is on the link
+	}
 	for _, a := range l.plan.Addrs {
 		if a.Prefix.Masked().Contains(gw) {
 			return true

@@ -74,7 +74,7 @@ func checkPlan(t *testing.T, p Plan) {
 				t.Errorf("link %d: route destination %v not a masked prefix", i, r.Dst)
 			}
 			if r.Gateway.IsValid() {
-				reachable := false
+				reachable := r.Gateway.Is6() && r.Gateway.IsLinkLocalUnicast()
 				for _, p := range onLink {
 					reachable = reachable || p.Contains(r.Gateway)
 				}

@@ -184,16 +184,21 @@ func TestPlanFromMetadataCases(t *testing.T) {
 				{ID: "n2", Type: "ipv4", Link: "nowhere", IPAddress: "192.0.2.7/24"},
 				{ID: "n3", Type: "ipv6", Link: "l0", IPAddress: "192.0.2.8/24"},
 				{ID: "n4", Type: "ipv4", Link: "l0", IPAddress: "192.0.2.9", Netmask: "255.255.255.0", DNSNameservers: []string{"192.0.2.53", "not an address"}},
+				{ID: "n5", Type: "ipv6", Link: "l0", IPAddress: "2001:db8::5", Netmask: "64", Routes: []configdrive.Route{
+					{Network: "::", Netmask: "::", Gateway: "fe80::1"},
+				}},
 			},
 		},
 		want: Plan{
 			Links: []LinkPlan{{
 				Name: "ens3", Method: MethodStatic, MTU: 1400, Source: SourceNetworkData,
-				Addrs: []Addr{{Prefix: pfx("192.0.2.5/24")}, {Prefix: pfx("192.0.2.9/24")}},
+				Addrs: []Addr{{Prefix: pfx("192.0.2.5/24")}, {Prefix: pfx("192.0.2.9/24")}, {Prefix: pfx("2001:db8::5/64")}},
 				Routes: []Route{
 					{Dst: pfx("198.51.100.0/24")},
 					// 198.51.100.1 is reached by the on-link route above: no host route.
 					{Dst: pfx("0.0.0.0/0"), Gateway: addr("198.51.100.1")},
+					// A link-local router is always on the link: no host route.
+					{Dst: pfx("::/0"), Gateway: addr("fe80::1")},
 				},
 				DNS: DNS{Servers: []netip.Addr{addr("192.0.2.53")}},
 			}},
