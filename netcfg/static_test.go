@@ -232,7 +232,7 @@ func TestPlanFromMetadataCases(t *testing.T) {
 				Routes: []Route{{Dst: pfx("0.0.0.0/0"), Gateway: addr("192.0.2.1")}},
 			}, {
 				MAC: "02:00:00:00:00:0b", Method: MethodStatic, Source: SourceNetworkData,
-				Addrs:  []Addr{{Prefix: pfx("198.51.100.5/24")}},
+				Addrs: []Addr{{Prefix: pfx("198.51.100.5/24")}},
 				// The network-level gateway is not used: the routes have a default.
 				Routes: []Route{
 					{Dst: pfx("0.0.0.0/0"), Gateway: addr("198.51.100.1"), Metric: 100},
