@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -33,8 +32,11 @@ type Kernel struct {
 }
 
 var fetchKernel = sync.OnceValues(func() (*Kernel, error) {
-	_, file, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(file), "..", "..", "scripts", "fetch-kernel.sh")
+	root, err := moduleRoot()
+	if err != nil {
+		return nil, err
+	}
+	script := filepath.Join(root, "scripts", "fetch-kernel.sh")
 	out, err := exec.Command(script).Output()
 	if err != nil {
 		var stderr []byte
@@ -60,6 +62,25 @@ var fetchKernel = sync.OnceValues(func() (*Kernel, error) {
 	}
 	return k, nil
 })
+
+// moduleRoot finds the directory holding go.mod upwards from the working
+// directory, which go test sets to the package's source directory.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("getwd: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("find go.mod above the working directory: none")
+		}
+		dir = parent
+	}
+}
 
 // FetchKernel returns the Debian cloud kernel fetched (and cached) by
 // scripts/fetch-kernel.sh. The script runs once per test binary. When it
