@@ -167,11 +167,6 @@ func Files(s Spec) (map[string][]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build meta_data.json: %w", err)
 	}
-	for name, b := range map[string][]byte{"meta_data.json": metaJSON, "network_data.json": network, "user_data": s.UserData} {
-		if len(b) > MaxFileSize {
-			return nil, fmt.Errorf("build %s: %d bytes, more than the %d configdrive reads", name, len(b), MaxFileSize)
-		}
-	}
 	for _, v := range Versions {
 		dir := "openstack/" + v + "/"
 		files[dir+"meta_data.json"] = metaJSON
@@ -180,6 +175,11 @@ func Files(s Spec) (map[string][]byte, error) {
 		files[dir+"user_data"] = s.UserData
 		if s.UserData == nil {
 			files[dir+"user_data"] = []byte{}
+		}
+	}
+	for _, name := range []string{"digitalocean_meta_data.json", "openstack/latest/meta_data.json", "openstack/latest/network_data.json", "openstack/latest/user_data"} {
+		if b := files[name]; len(b) > MaxFileSize {
+			return nil, fmt.Errorf("build %s: %d bytes, more than the %d configdrive reads", name, len(b), MaxFileSize)
 		}
 	}
 	return files, nil

@@ -1,6 +1,7 @@
 package mkdrive
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -201,6 +202,10 @@ func TestFilesErrors(t *testing.T) {
 		{"uuid not a droplet id", Spec{UUID: "abc", DigitalOcean: true}, `build digitalocean_meta_data.json: uuid "abc" is not a droplet id`},
 		{"network data not JSON", Spec{UUID: "u", NetworkData: []byte("{")}, "check network_data.json: not a JSON object: "},
 		{"network data not an object", Spec{UUID: "u", NetworkData: []byte("[]")}, "check network_data.json: not a JSON object: "},
+		{"user data over 1 MiB", Spec{UUID: "u", UserData: make([]byte, MaxFileSize+1)}, "build openstack/latest/user_data: 1048577 bytes, more than the 1048576 configdrive reads"},
+		// Quotes double in JSON: 600 KiB of them make a 1.2 MB
+		// digitalocean_meta_data.json.
+		{"DigitalOcean user data over 1 MiB as JSON", Spec{UUID: "1", DigitalOcean: true, UserData: bytes.Repeat([]byte{'"'}, 600<<10)}, "build digitalocean_meta_data.json: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Files(tc.spec)
