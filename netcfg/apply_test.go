@@ -309,3 +309,47 @@ func TestApplyCollectsErrors(t *testing.T) {
 		t.Errorf("results = %+v, want both links with an error and one route in place", res.Links)
 	}
 }
+
+// TestStaticChain runs the whole static path as the agent does: plan from
+// the DigitalOcean fixture, links chosen by its MACs, waited for by
+// netlink, fitted with the kernel's names, applied. A link the metadata
+// does not name (eth2) is left alone.
+func TestStaticChain(t *testing.T) {
+	ns := netnstest.New(t)
+	fixtureLinks(t, ns, "04:01:57:d1:9e:01", "04:01:57:d1:9e:02", "02:00:5e:00:53:02")
+	h := ns.Handle(t)
+	nsh := ns.NsHandle(t)
+	md := fixturePlan(t, "cloud-init/digitalocean-droplet-metadata-v1.json", ModeAuto)
+	refs, err := ChooseLinks(nil, md, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]LinkRef{{MAC: "04:01:57:d1:9e:01"}, {MAC: "04:01:57:d1:9e:02"}}, refs); diff != "" {
+		t.Errorf("ChooseLinks (-want +got):\n%s", diff)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	found, err := WaitLinks(ctx, h, refs, WaitOptions{Namespace: &nsh})
+	if err != nil {
+		t.Fatalf("WaitLinks: %v", err)
+	}
+	p := ForLinks(md, found, ModeAuto)
+	if _, err := Apply(ctx, h, p, ApplyOptions{ResolvConf: ResolvConfSkip}); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	want := []string{
+		"addr eth0 10.0.0.5/16",
+		"addr eth0 192.0.0.20/24",
+		"addr eth0 2604:a880:800:0:1000::/64",
+		"addr eth1 10.132.6.205/16",
+		"link eth0 mtu 1500",
+		"link eth1 mtu 1500",
+		"link eth2 mtu 1500",
+		"route 104.236.0.1 dev eth0 scope link proto static",
+		"route default via 104.236.0.1 dev eth0 proto static",
+		"route default via 2604:a880:800::1 dev eth0 metric 1024 proto static",
+	}
+	if diff := cmp.Diff(want, state(t, ns)); diff != "" {
+		t.Errorf("state (-want +got):\n%s", diff)
+	}
+}
