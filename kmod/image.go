@@ -63,7 +63,24 @@ func (r *run) insert(m, p, params string) (Outcome, string, error) {
 	if strings.HasPrefix(via, "init_module") {
 		call = "init_module"
 	}
+	if hint := errnoHint(err); hint != "" {
+		return Failed, "", fmt.Errorf("%s %s: %w (%s)", call, p, err, hint)
+	}
 	return Failed, "", fmt.Errorf("%s %s: %w", call, p, err)
+}
+
+// errnoHint explains the errnos whose names mislead when they come from
+// the module loader (kernel/module/main.c), as kmod's modprobe does.
+func errnoHint(err error) string {
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return "unknown symbol in module or unknown parameter, see dmesg"
+	case errors.Is(err, unix.ENOKEY), errors.Is(err, unix.EKEYREJECTED):
+		return "module signature missing or rejected"
+	case errors.Is(err, unix.EPERM):
+		return "module loading disabled or not permitted"
+	}
+	return ""
 }
 
 // refusedCompressed reports whether finit_module's error means "this kernel

@@ -232,6 +232,15 @@ func TestLoadFailures(t *testing.T) {
 		},
 		wantIs: map[string]error{"cdrom": unix.ENOEXEC, "isofs": unix.ENOEXEC},
 	}, {
+		name:  "unknown symbol: ENOENT explained",
+		specs: []string{"cdrom"},
+		setup: func(s *fakeSystem) { s.kernel.refuse["cdrom"] = unix.ENOENT },
+		want:  []outcome{{"cdrom", "cdrom", false, Failed, ""}},
+		wantErr: map[string]string{
+			"cdrom": "finit_module /lib/modules/6.1.0-test/kernel/drivers/cdrom/cdrom.ko: no such file or directory (unknown symbol in module or unknown parameter, see dmesg)",
+		},
+		wantIs: map[string]error{"cdrom": unix.ENOENT},
+	}, {
 		name:    "file listed in modules.dep but gone",
 		specs:   []string{"gone"},
 		setup:   func(s *fakeSystem) { s.index("modules.dep", "kernel/gone.ko:\n") },
