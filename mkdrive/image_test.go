@@ -408,6 +408,20 @@ func TestFixFAT32KeepsMkfsImages(t *testing.T) {
 	}
 }
 
+func TestFixFAT32RefusesFAT16(t *testing.T) {
+	mkfs := testenv.RequireCommands(t, "mkfs.vfat")["mkfs.vfat"]
+	img := filepath.Join(t.TempDir(), "fat16.img")
+	run(t, mkfs, "-F", "16", "-n", "CONFIG-2", "-C", img, "32768")
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := fixFAT32(f); err == nil || err.Error() != "read boot sector: not a FAT32 boot sector" {
+		t.Errorf("fixFAT32 on FAT16: %v", err)
+	}
+}
+
 func countDiff(a, b []byte) int {
 	n := 0
 	for i := range a {

@@ -14,7 +14,7 @@ import (
 // 65525 clusters (it uses 512-byte clusters up to 260 MiB): with fewer,
 // the FAT type by the Microsoft spec is FAT16 and fsck.fat warns that "this
 // may lead to problems on some systems". The file is sparse: it takes
-// about 600 KiB on disk.
+// about half a MiB on disk.
 const minVFATSize = 33 << 20
 
 const fatSector = 512
@@ -104,7 +104,8 @@ func fixFAT32(f *os.File) error {
 		backupBootSector:  le16(50),
 	}
 	total := int64(binary.LittleEndian.Uint32(boot[32:]))
-	if l.bytesPerSector == 0 || l.sectorsPerCluster == 0 || l.fatSectors == 0 || boot[510] != 0x55 || boot[511] != 0xaa {
+	// FAT32 has BPB_FATSz16 0 and the FAT size in BPB_FATSz32.
+	if l.bytesPerSector == 0 || l.sectorsPerCluster == 0 || l.fatSectors == 0 || le16(22) != 0 || boot[510] != 0x55 || boot[511] != 0xaa {
 		return errors.New("read boot sector: not a FAT32 boot sector")
 	}
 	l.clusters = uint32((total - l.reserved - l.fats*l.fatSectors) / l.sectorsPerCluster)
