@@ -56,8 +56,9 @@ func Find(ctx context.Context, o FindOptions) (string, error) {
 	deadline := time.Now().Add(o.Wait)
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
+	s := scanner{o: o, pending: map[string]chan probeOutcome{}}
 	for {
-		dev, scanned, err := scanOnce(o)
+		dev, scanned, err := s.scan()
 		if err != nil || dev != "" {
 			return dev, err
 		}
@@ -76,9 +77,30 @@ func Find(ctx context.Context, o FindOptions) (string, error) {
 	}
 }
 
-// scanOnce probes every block device once and returns the first (by name)
+// probeTimeout bounds one device's probe in a scan. A disk retrying I/O
+// errors, or a CD drive spinning up, can take many seconds; the scan goes
+// on without it and collects its answer on the next pass.
+const probeTimeout = 500 * time.Millisecond
+
+var errProbeSlow = errors.New("probe still running")
+
+type probeOutcome struct {
+	p   probeResult
+	err error
+}
+
+// scanner holds, across the scans of one Find, the probes that did not
+// answer in time, so that a stuck device costs one goroutine, not one per
+// scan.
+type scanner struct {
+	o       FindOptions
+	pending map[string]chan probeOutcome
+}
+
+// scan probes every block device once and returns the first (by name)
 // whose label matches.
-func scanOnce(o FindOptions) (dev string, scanned int, err error) {
+func (s *scanner) scan() (dev string, scanned int, err error) {
+	o := s.o
 	classDir := filepath.Join(o.SysRoot, "class/block")
 	entries, err := os.ReadDir(classDir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -103,15 +125,43 @@ func scanOnce(o FindOptions) (dev string, scanned int, err error) {
 		if err := ensureNode(path, sysDir); err != nil {
 			continue // the device vanished between the listing and now
 		}
-		p, err := probePath(path)
+		p, err := s.probe(path)
 		if err != nil {
-			continue // unreadable (no medium) or not a filesystem we read
+			continue // unreadable (no medium), slow, or not a filesystem we read
 		}
 		if p.matches(o.Label) {
 			return path, scanned, nil
 		}
 	}
 	return "", scanned, nil
+}
+
+// probe probes path, or collects the answer of its earlier probe, waiting
+// at most probeTimeout.
+func (s *scanner) probe(path string) (probeResult, error) {
+	ch, ok := s.pending[path]
+	if !ok {
+		ch = make(chan probeOutcome, 1)
+		go func() {
+			defer func() {
+				if v := recover(); v != nil {
+					ch <- probeOutcome{err: fmt.Errorf("probe %s: panic: %v", path, v)}
+				}
+			}()
+			p, err := probePath(path)
+			ch <- probeOutcome{p, err}
+		}()
+	}
+	t := time.NewTimer(probeTimeout)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		delete(s.pending, path)
+		return r.p, r.err
+	case <-t.C:
+		s.pending[path] = ch
+		return probeResult{}, fmt.Errorf("probe %s: %w", path, errProbeSlow)
+	}
 }
 
 func probePath(path string) (probeResult, error) {

@@ -235,3 +235,44 @@ func TestEnsureNode(t *testing.T) {
 		t.Error("ensureNode with a bad dev file succeeded")
 	}
 }
+
+// TestFindStuckDevice: a device that never answers (a FIFO with no writer:
+// its open blocks) neither hides the drive nor holds Find past its wait.
+func TestFindStuckDevice(t *testing.T) {
+	iso := buildImage(t, imageKinds[0], doLayout, "config-2")
+	f := newFakeSys(t)
+	stuck := filepath.Join(f.dev, "vda")
+	if err := unix.Mkfifo(stuck, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Release the abandoned probe at the end: a writer that closes gives it EOF.
+	t.Cleanup(func() {
+		if w, err := os.OpenFile(stuck, os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
+			w.Close()
+		}
+	})
+	f.mustAdd(t, "vda", 1<<20, "")
+	f.mustAdd(t, "vdb", imageSectors(t, iso), iso)
+
+	start := time.Now()
+	got, err := Find(context.Background(), FindOptions{SysRoot: f.sys, DevRoot: f.dev})
+	if err != nil || got != filepath.Join(f.dev, "vdb") {
+		t.Errorf("Find = %q, %v; want %s/vdb", got, err, f.dev)
+	}
+	if elapsed := time.Since(start); elapsed > 10*probeTimeout {
+		t.Errorf("Find took %v with a stuck device, want about %v", elapsed, probeTimeout)
+	}
+
+	// Alone, the stuck device gives ErrNoDrive once the wait is over.
+	if err := os.RemoveAll(filepath.Join(f.sys, "class/block/vdb")); err != nil {
+		t.Fatal(err)
+	}
+	const wait = 2 * probeTimeout
+	start = time.Now()
+	if _, err := Find(context.Background(), FindOptions{SysRoot: f.sys, DevRoot: f.dev, Wait: wait}); !errors.Is(err, ErrNoDrive) {
+		t.Errorf("Find(only a stuck device) = %v, want ErrNoDrive", err)
+	}
+	if elapsed := time.Since(start); elapsed > wait+5*probeTimeout {
+		t.Errorf("Find took %v, want about %v", elapsed, wait)
+	}
+}
