@@ -192,6 +192,9 @@ func WaitLinks(ctx context.Context, h *netlink.Handle, want []LinkRef, o WaitOpt
 		}
 		return true
 	}
+	// lastSubErr is reported only if the wait fails: a dump interrupted by
+	// a change (ErrDumpInterrupted) is followed by that change's event.
+	var lastSubErr error
 wait:
 	for !ready() {
 		var u netlink.LinkUpdate
@@ -199,10 +202,11 @@ wait:
 		select {
 		case u, ok = <-updates:
 			if !ok {
-				return nil, errors.Join(append(errs, errors.New("link updates: subscription ended"))...)
+				lastSubErr = errors.Join(lastSubErr, errors.New("subscription ended"))
+				break wait
 			}
 		case err := <-subErr:
-			errs = append(errs, fmt.Errorf("link updates: %w", err))
+			lastSubErr = err
 			continue
 		case <-ctx.Done():
 			break wait
@@ -250,6 +254,9 @@ wait:
 			errs = append(errs, fmt.Errorf("link %s: %w", s.ref.Name, ErrNoCarrier))
 		}
 		found = append(found, s.ref)
+	}
+	if len(errs) > 0 && lastSubErr != nil {
+		errs = append(errs, fmt.Errorf("link updates: %w", lastSubErr))
 	}
 	return found, errors.Join(errs...)
 }
