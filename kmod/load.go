@@ -73,7 +73,7 @@ func (l *Loader) ModulesDir() (string, error) {
 // path returns a system path under Root.
 func (l *Loader) path(p string) string { return filepath.Join(l.Root, p) }
 
-// load reads the tree's index files once. modules.dep is required; the
+// index reads the tree's index files and modprobe.d once. modules.dep is required; the
 // others are optional, as depmod may not write them (no aliases, no
 // softdeps) and a kernel without loadable built-ins has no modules.builtin.
 func (l *Loader) index() (*index, error) {
@@ -262,7 +262,9 @@ func (r *run) module(m, name, params string, dep bool) *Result {
 	// depmod lists a module's needs with the deepest last: load from the end.
 	for _, d := range slices.Backward(e.deps) {
 		dm, _ := moduleName(d)
-		if slices.Contains(r.stack, dm) {
+		// A module on the stack that is done already is one whose post:
+		// softdeps are loading; needing it is no cycle.
+		if _, done := r.done[dm]; !done && slices.Contains(r.stack, dm) {
 			cycle := append(slices.Clone(r.stack[slices.Index(r.stack, dm):]), dm)
 			res.Outcome, res.Err = Failed, fmt.Errorf("%w: %s", ErrCycle, strings.Join(cycle, " -> "))
 			return finish(time.Now())

@@ -147,6 +147,14 @@ func TestLoad(t *testing.T) {
 		want:      []outcome{loaded("isofs", "cdrom", true), loaded("isofs", "isofs", false)},
 		wantCalls: []string{"cdrom", "isofs"},
 	}, {
+		name:  "a post: softdep that needs the module is no cycle",
+		specs: []string{"cdrom"},
+		setup: func(s *fakeSystem) {
+			s.index("modules.softdep", "softdep cdrom post: isofs\n")
+		},
+		want:      []outcome{loaded("cdrom", "cdrom", false), loaded("cdrom", "isofs", true)},
+		wantCalls: []string{"cdrom", "isofs"},
+	}, {
 		name:      "tab between name and parameters",
 		specs:     []string{"cdrom\tdebug=1"},
 		want:      []outcome{loaded("cdrom", "cdrom", false)},
