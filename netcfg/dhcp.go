@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
@@ -382,8 +384,8 @@ func (e *DHCPExchanger) Release(ctx context.Context, l *Lease) error {
 	return nil
 }
 
-// leasedClient is a DHCP client on a UDP socket bound to the leased
-// address, port 68, on the link.
+// leasedClient is a DHCP client on a UDP socket of the link, port 68,
+// whose messages leave from the leased address.
 type leasedClient struct {
 	*nclient4.Client
 	conn net.PacketConn
@@ -406,15 +408,47 @@ func (e *DHCPExchanger) leasedConn(l *Lease) (*leasedClient, net.HardwareAddr, e
 		})
 		return errors.Join(err, serr)
 	}}
-	addr := net.JoinHostPort(l.Address.Addr().String(), strconv.Itoa(nclient4.ClientPort))
-	conn, err := lc.ListenPacket(context.Background(), "udp4", addr)
+	// Bound to 0.0.0.0:68, not to the leased address: RFC 2131 §4.3.2 has
+	// the server broadcast its DHCPNAK, which a socket bound to one
+	// address never receives. The source address is set per message.
+	addr := net.JoinHostPort("0.0.0.0", strconv.Itoa(nclient4.ClientPort))
+	pc, err := lc.ListenPacket(context.Background(), "udp4", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open UDP socket on %s %s: %w", e.Iface, addr, err)
 	}
+	conn := &fromConn{UDPConn: pc.(*net.UDPConn), oob: pktinfo(l.Address.Addr())}
 	c, err := nclient4.NewWithConn(conn, ifi.HardwareAddr, nclient4.WithRetry(1), nclient4.WithTimeout(time.Hour))
 	if err != nil {
 		conn.Close()
 		return nil, nil, fmt.Errorf("start DHCP client on %s %s: %w", e.Iface, addr, err)
 	}
 	return &leasedClient{Client: c, conn: conn}, ifi.HardwareAddr, nil
+}
+
+// fromConn sends every datagram from one source address (IP_PKTINFO).
+type fromConn struct {
+	*net.UDPConn
+	oob []byte
+}
+
+func (c *fromConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return 0, fmt.Errorf("send to %v: not a UDP address", addr)
+	}
+	n, _, err := c.WriteMsgUDP(b, c.oob, ua)
+	return n, err
+}
+
+// pktinfo is an IP_PKTINFO control message (ip(7)) that makes src the
+// source address of a datagram.
+func pktinfo(src netip.Addr) []byte {
+	b := make([]byte, unix.CmsgSpace(unix.SizeofInet4Pktinfo))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level = unix.IPPROTO_IP
+	h.Type = unix.IP_PKTINFO
+	h.SetLen(unix.CmsgLen(unix.SizeofInet4Pktinfo))
+	pi := (*unix.Inet4Pktinfo)(unsafe.Pointer(&b[unix.CmsgLen(0)]))
+	pi.Spec_dst = src.As4()
+	return b
 }

@@ -1,0 +1,423 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/notos-agent/notos-agent/internal/netnstest"
+	"github.com/notos-agent/notos-agent/internal/testenv"
+	"github.com/notos-agent/notos-agent/netcfg"
+)
+
+// Tier 0: usage errors never touch the network.
+func TestNetUsage(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"release without keep", []string{"--release"}},
+		{"bad mode", []string{"--net", "sometimes"}},
+		{"bad resolv-conf", []string{"--resolv-conf", "maybe"}},
+		{"empty iface", []string{"--iface", ""}},
+		{"argument", []string{"eth0"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if got := cmdNet(tt.args, &stdout, &stderr); got != 2 {
+				t.Errorf("cmdNet(%q) = %d, want 2\nstderr: %s", tt.args, got, stderr.String())
+			}
+		})
+	}
+}
+
+// Tier 1: the real binary under `ip netns exec` against a real dnsmasq.
+
+const netRange = "--dhcp-range=10.77.0.10,10.77.0.50,255.255.255.0,2m"
+
+// agentProc is a notos-agent process whose stderr is collected line by line.
+type agentProc struct {
+	cmd    *exec.Cmd
+	stdout bytes.Buffer
+	mu     sync.Mutex
+	lines  []string
+	change chan struct{}
+	done   chan struct{}
+	err    error
+}
+
+// startAgent runs the binary with args inside ns; t.Cleanup kills it.
+func startAgent(t *testing.T, ns *netnstest.NS, bin string, args ...string) *agentProc {
+	t.Helper()
+	a := &agentProc{cmd: ns.Exec(bin, args...), change: make(chan struct{}), done: make(chan struct{})}
+	a.cmd.Stdout = &a.stdout
+	r, err := a.cmd.StderrPipe()
+	if err != nil {
+		t.Fatalf("stderr pipe: %v", err)
+	}
+	if err := a.cmd.Start(); err != nil {
+		t.Fatalf("start %q: %v", args, err)
+	}
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			a.mu.Lock()
+			a.lines = append(a.lines, sc.Text())
+			close(a.change)
+			a.change = make(chan struct{})
+			a.mu.Unlock()
+		}
+		a.err = a.cmd.Wait()
+		close(a.done)
+	}()
+	t.Cleanup(func() {
+		a.cmd.Process.Kill()
+		<-a.done
+		if t.Failed() {
+			t.Logf("notos-agent %q stderr:\n%s", args, strings.Join(a.Lines(), "\n"))
+		}
+	})
+	return a
+}
+
+func (a *agentProc) Lines() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.lines...)
+}
+
+// waitFor waits for a stderr line containing substr, waking on each line.
+func (a *agentProc) waitFor(t *testing.T, timeout time.Duration, substr string) string {
+	t.Helper()
+	deadline := time.After(timeout)
+	seen := 0
+	for {
+		a.mu.Lock()
+		lines, change := a.lines[seen:], a.change
+		seen = len(a.lines)
+		a.mu.Unlock()
+		for _, l := range lines {
+			if strings.Contains(l, substr) {
+				return l
+			}
+		}
+		select {
+		case <-change:
+		case <-a.done:
+			t.Fatalf("notos-agent exited (%v) before logging %q", a.err, substr)
+		case <-deadline:
+			t.Fatalf("notos-agent did not log %q within %s", substr, timeout)
+		}
+	}
+}
+
+// stop sends SIGTERM and waits for the exit.
+func (a *agentProc) stop(t *testing.T) error {
+	t.Helper()
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-a.done:
+		return a.err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("notos-agent ignored SIGTERM for 10s")
+		return nil
+	}
+}
+
+// runNet runs `net` to completion and returns its exit code and output.
+func runNet(t *testing.T, ns *netnstest.NS, bin string, args ...string) (int, string, string) {
+	t.Helper()
+	a := startAgent(t, ns, bin, append([]string{"net"}, args...)...)
+	select {
+	case <-a.done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("notos-agent net %q did not exit", args)
+	}
+	code := 0
+	if a.err != nil {
+		ee, ok := a.err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("notos-agent net: %v", a.err)
+		}
+		code = ee.ExitCode()
+	}
+	return code, a.stdout.String(), strings.Join(a.Lines(), "\n")
+}
+
+// v4 returns eth0's IPv4 addresses in ns.
+func v4(t *testing.T, ns *netnstest.NS) []netnstest.AddrInfo {
+	var out []netnstest.AddrInfo
+	for _, l := range ns.Addrs(t, "dev", "eth0") {
+		for _, a := range l.Addrs {
+			if a.Family == "inet" {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+// routeSet renders `ip -j route` entries as "dst via gw" strings.
+func routeSet(t *testing.T, ns *netnstest.NS) []string {
+	var out []string
+	for _, r := range ns.Routes(t, "dev", "eth0") {
+		if r.Protocol == "kernel" {
+			continue // the prefix route the kernel adds with the address
+		}
+		s := r.Dst
+		if r.Gateway != "" {
+			s += " via " + r.Gateway
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func netRoot(t *testing.T) string {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+func TestNetDHCP(t *testing.T) {
+	ns := netnstest.New(t)
+	bin := testenv.AgentBinary(t)
+	netnstest.StartDnsmasq(t, ns, netRange,
+		"--dhcp-option=3,10.77.0.1", "--dhcp-option=6,10.77.0.53",
+		"--dhcp-option=15,corp.example", "--dhcp-option=119,corp.example,example.net",
+		"--dhcp-option=26,1400")
+	root := netRoot(t)
+	// Twice: the second run leaves exactly one of everything.
+	for run := 1; run <= 2; run++ {
+		code, out, errs := runNet(t, ns, bin, "--iface", "eth0", "--net", "dhcp", "--root", root, "--timeout", "20s")
+		if code != 0 {
+			t.Fatalf("run %d: exit %d\nstdout: %s\nstderr: %s", run, code, out, errs)
+		}
+		if !strings.Contains(out, "net eth0 dhcp 10.77.0.") || !strings.Contains(out, "default via 10.77.0.1, mtu 1400, dns 10.77.0.53") {
+			t.Errorf("run %d: stdout %q, want the link line with address, gateway, MTU and DNS", run, out)
+		}
+		addrs := v4(t, ns)
+		if len(addrs) != 1 || !strings.HasPrefix(addrs[0].Local, "10.77.0.") || addrs[0].PrefixLen != 24 {
+			t.Fatalf("run %d: addresses %+v, want one 10.77.0.x/24", run, addrs)
+		}
+		// The address lives as long as the lease (2m), not forever.
+		if v := addrs[0].Valid; v == 0 || v > 120 {
+			t.Errorf("run %d: valid lifetime %d s, want at most the 120 s lease", run, v)
+		}
+		if got := routeSet(t, ns); strings.Join(got, ",") != "default via 10.77.0.1" {
+			t.Errorf("run %d: routes %q, want [default via 10.77.0.1]", run, got)
+		}
+		if l := ns.Links(t, "dev", "eth0"); len(l) != 1 || l[0].MTU != 1400 {
+			t.Errorf("run %d: link %+v, want MTU 1400", run, l)
+		}
+	}
+	conf, err := os.ReadFile(filepath.Join(root, "etc/resolv.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"nameserver 10.77.0.53", "search corp.example example.net"} {
+		if !strings.Contains(string(conf), want) {
+			t.Errorf("resolv.conf lacks %q:\n%s", want, conf)
+		}
+	}
+	l, err := netcfg.LoadLease(root, "eth0")
+	if err != nil {
+		t.Fatalf("saved lease: %v", err)
+	}
+	if l.Server.String() != "10.77.0.1" || l.Duration != 2*time.Minute || len(l.ACK) == 0 {
+		t.Errorf("saved lease %+v, want server 10.77.0.1, 2m, the raw ACK", l)
+	}
+}
+
+func TestNetRoutes(t *testing.T) {
+	bin := testenv.AgentBinary(t)
+	tests := []struct {
+		name    string
+		options []string
+		want    string
+		prefix  int
+	}{
+		{
+			// RFC 3442: option 121 wins over option 3.
+			"classless beats router",
+			[]string{"--dhcp-option=3,10.77.0.99", "--dhcp-option=121,10.99.0.0/16,10.77.0.254,0.0.0.0/0,10.77.0.1"},
+			"default via 10.77.0.1,10.99.0.0/16 via 10.77.0.254", 24,
+		},
+		{
+			// A /32 lease: the gateway is off-link and gets a host route first.
+			"host lease offlink gateway",
+			[]string{"--dhcp-option=1,255.255.255.255", "--dhcp-option=3,10.77.0.1"},
+			"default via 10.77.0.1,10.77.0.1", 32,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ns := netnstest.New(t)
+			netnstest.StartDnsmasq(t, ns, append([]string{netRange}, tt.options...)...)
+			code, out, errs := runNet(t, ns, bin, "--iface", "eth0", "--net", "dhcp", "--root", netRoot(t), "--timeout", "20s")
+			if code != 0 {
+				t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+			}
+			if a := v4(t, ns); len(a) != 1 || a[0].PrefixLen != tt.prefix {
+				t.Errorf("addresses %+v, want one /%d", a, tt.prefix)
+			}
+			got := routeSet(t, ns)
+			if strings.Join(got, ",") != tt.want {
+				t.Errorf("routes %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestNetNoServer(t *testing.T) {
+	ns := netnstest.New(t)
+	bin := testenv.AgentBinary(t)
+	start := time.Now()
+	code, out, errs := runNet(t, ns, bin, "--iface", "eth0", "--net", "dhcp", "--root", netRoot(t), "--timeout", "2s")
+	took := time.Since(start)
+	if code != 1 {
+		t.Errorf("exit %d, want 1\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	if !strings.Contains(errs, "no answer from a DHCP server") || !strings.Contains(out, "eth0: not configured") {
+		t.Errorf("output does not say why:\nstdout: %s\nstderr: %s", out, errs)
+	}
+	if took > 5*time.Second {
+		t.Errorf("took %s with --timeout 2s", took)
+	}
+}
+
+// saveLease runs `net` once so that a lease is saved under root.
+func saveLease(t *testing.T, ns *netnstest.NS, bin, root string) *netcfg.Lease {
+	t.Helper()
+	if code, out, errs := runNet(t, ns, bin, "--iface", "eth0", "--net", "dhcp", "--root", root, "--timeout", "20s"); code != 0 {
+		t.Fatalf("net: exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	l, err := netcfg.LoadLease(root, "eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestNetKeepTakesOverAndRenews(t *testing.T) {
+	ns := netnstest.New(t)
+	bin := testenv.AgentBinary(t)
+	// T1 2 s, T2 4 s (RFC 2132 options 58, 59), lease 2 min.
+	srv := netnstest.StartDnsmasq(t, ns, netRange, "--dhcp-option=58,2", "--dhcp-option=59,4")
+	root := netRoot(t)
+	l := saveLease(t, ns, bin, root)
+	discovers := srv.Count("DHCPDISCOVER")
+	acks := srv.Count("DHCPACK(srv0) " + l.Address.Addr().String())
+
+	a := startAgent(t, ns, bin, "net", "--iface", "eth0", "--net", "dhcp", "--root", root, "--keep", "--release")
+	a.waitFor(t, 10*time.Second, "took over lease of "+l.Address.String())
+	a.waitFor(t, 10*time.Second, "RENEWING: asking 10.77.0.1")
+	// The unicast renewal from the leased address is answered.
+	if _, err := srv.WaitFor(10*time.Second, "DHCPREQUEST(srv0) "+l.Address.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	a.waitFor(t, 10*time.Second, "bound to "+l.Address.String())
+	if got := srv.Count("DHCPACK(srv0) " + l.Address.Addr().String()); got <= acks {
+		t.Errorf("dnsmasq ACKs for %s: %d, want more than %d after the renewal", l.Address.Addr(), got, acks)
+	}
+	if got := srv.Count("DHCPDISCOVER"); got != discovers {
+		t.Errorf("DISCOVERs: %d after --keep, want %d: the saved lease must be taken over", got, discovers)
+	}
+	// --release: DHCPRELEASE on SIGTERM, and the address goes.
+	if err := a.stop(t); err != nil {
+		t.Errorf("keeper exit: %v", err)
+	}
+	if _, err := srv.WaitFor(5*time.Second, "DHCPRELEASE(srv0) "+l.Address.Addr().String()); err != nil {
+		t.Error(err)
+	}
+	if addrs := v4(t, ns); len(addrs) != 0 {
+		t.Errorf("addresses after release: %+v, want none", addrs)
+	}
+}
+
+func TestNetKeepRebindsThenExpires(t *testing.T) {
+	ns := netnstest.New(t)
+	bin := testenv.AgentBinary(t)
+	srv := netnstest.StartDnsmasq(t, ns, netRange, "--dhcp-option=3,10.77.0.1")
+	root := netRoot(t)
+	l := saveLease(t, ns, bin, root)
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The saved lease ends in 4 s, T1 and T2 passed: the keeper rebinds
+	// (no server answers), then removes the address and route at expiry.
+	l.Acquired = time.Now().Add(-l.Duration + 4*time.Second)
+	l.T1, l.T2 = l.Duration-6*time.Second, l.Duration-5*time.Second
+	if err := netcfg.SaveLease(root, l); err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, ns, bin, "net", "--iface", "eth0", "--net", "dhcp", "--root", root, "--keep")
+	a.waitFor(t, 10*time.Second, "took over lease of "+l.Address.String())
+	a.waitFor(t, 10*time.Second, "REBINDING: asking any server")
+	a.waitFor(t, 15*time.Second, "expired")
+	if addrs := v4(t, ns); len(addrs) != 0 {
+		t.Errorf("addresses after expiry: %+v, want none", addrs)
+	}
+	if got := routeSet(t, ns); len(got) != 0 {
+		t.Errorf("routes after expiry: %q, want none", got)
+	}
+	if _, err := netcfg.LoadLease(root, "eth0"); err == nil {
+		t.Errorf("lease file still there after expiry")
+	}
+	if err := a.stop(t); err != nil {
+		t.Errorf("keeper exit: %v", err)
+	}
+}
+
+func TestNetKeepNAK(t *testing.T) {
+	ns := netnstest.New(t)
+	bin := testenv.AgentBinary(t)
+	srv := netnstest.StartDnsmasq(t, ns, netRange, "--dhcp-authoritative")
+	root := netRoot(t)
+	l := saveLease(t, ns, bin, root)
+	// A saved lease for an address the server never gave, due for
+	// renewal: the authoritative server NAKs, the keeper starts over.
+	ack, err := dhcpv4.FromBytes(l.ACK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack.YourIPAddr = net.IPv4(10, 77, 0, 200)
+	bogus := *l
+	bogus.Address = netip.MustParsePrefix("10.77.0.200/24")
+	bogus.ACK = ack.ToBytes()
+	bogus.Acquired = time.Now().Add(-bogus.T1)
+	if err := netcfg.SaveLease(root, &bogus); err != nil {
+		t.Fatal(err)
+	}
+	ns.Run(t, "ip", "addr", "flush", "dev", "eth0")
+	a := startAgent(t, ns, bin, "net", "--iface", "eth0", "--net", "dhcp", "--root", root, "--keep")
+	a.waitFor(t, 10*time.Second, "took over lease of 10.77.0.200/24")
+	a.waitFor(t, 10*time.Second, "DHCPNAK")
+	if _, err := srv.WaitFor(5*time.Second, "DHCPNAK(srv0) 10.77.0.200"); err != nil {
+		t.Error(err)
+	}
+	line := a.waitFor(t, 15*time.Second, "bound to 10.77.0.")
+	if strings.Contains(line, "10.77.0.200") {
+		t.Errorf("bound again to the NAKed address: %s", line)
+	}
+	for _, ad := range v4(t, ns) {
+		if ad.Local == "10.77.0.200" {
+			t.Errorf("NAKed address 10.77.0.200 still on eth0")
+		}
+	}
+	a.stop(t)
+}
