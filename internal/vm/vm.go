@@ -34,9 +34,11 @@ import (
 
 // BaseCmdline starts every kernel command line: the console on the first
 // serial port (QEMU's stdout), reboot at once on a panic (with -no-reboot
-// QEMU then exits), and only warnings and worse from the kernel, so its
-// messages rarely land among the guest's own lines. Config.Cmdline is
-// appended, so "loglevel=7" there brings the messages back.
+// QEMU then exits), and only errors and worse from the kernel (quiet:
+// console_loglevel 4 prints levels 0 to 3), so its messages rarely land
+// among the guest's own lines. Config.Cmdline is appended: "loglevel=5"
+// there adds warnings and lines written to /dev/kmsg without a level
+// (the default level is 4), "loglevel=7" everything.
 const BaseCmdline = "console=ttyS0 panic=-1 quiet"
 
 // Config describes one virtual machine.
