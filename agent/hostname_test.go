@@ -271,3 +271,28 @@ func enterChild(t *testing.T, flags uintptr) {
 		}
 	}
 }
+
+// FuzzSanitizeHostname: whatever the metadata holds, the result is a valid
+// host name of at most 64 characters, or ErrBadHostname; and sanitizing it
+// again changes nothing.
+func FuzzSanitizeHostname(f *testing.F) {
+	for _, s := range []string{"web-1", "test_instance-kubevirt.foo.cloud", "a.", "-_-", "café", strings.Repeat("ab.", 30)} {
+		f.Add(s)
+	}
+	valid := regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
+	f.Fuzz(func(t *testing.T, raw string) {
+		name, err := SanitizeHostname(raw)
+		if err != nil {
+			if !errors.Is(err, ErrBadHostname) {
+				t.Fatalf("SanitizeHostname(%q) = %v, not ErrBadHostname", raw, err)
+			}
+			return
+		}
+		if len(name) > MaxHostname || !valid.MatchString(name) {
+			t.Fatalf("SanitizeHostname(%q) = %q: not a valid host name", raw, name)
+		}
+		if again, err := SanitizeHostname(name); err != nil || again != name {
+			t.Fatalf("SanitizeHostname(%q) = %q, %v; want it unchanged", name, again, err)
+		}
+	})
+}

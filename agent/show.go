@@ -62,7 +62,16 @@ func NewShowReport(md *configdrive.Metadata) ShowReport {
 		DigitalOcean: md.DigitalOcean,
 		AdminPass:    md.AdminPass.String(),
 		UserData:     md.UserData.String(),
-		Warnings:     md.Warnings,
+	}
+	// configdrive also warns of each skipped key; SkippedKeys says it already.
+	skipped := make(map[string]bool)
+	for _, k := range md.SkippedKeys {
+		skipped[fmt.Sprintf("key %q skipped: %s", k.Name, k.Reason)] = true
+	}
+	for _, w := range md.Warnings {
+		if !skipped[w] {
+			r.Warnings = append(r.Warnings, w)
+		}
 	}
 	name, field, err := ChooseHostname(md)
 	r.Hostname, r.HostnameFrom = name, field
