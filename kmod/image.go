@@ -17,18 +17,11 @@ import (
 // insert loads the module file at p (a system path, under Root) and returns
 // the outcome, how it was loaded and, on failure, why.
 func (r *run) insert(m, p, params string) (Outcome, string, error) {
-	f, err := os.Open(r.path(p))
+	f, fi, err := openRegular(r.path(p))
 	if err != nil {
 		return Failed, "", err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return Failed, "", fmt.Errorf("stat %s: %w", p, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return Failed, "", fmt.Errorf("%s: not a regular file", p)
-	}
 	if fi.Size() > MaxImageSize {
 		return Failed, "", fmt.Errorf("%s: %w: %d bytes, limit %d", p, ErrTooLarge, fi.Size(), MaxImageSize)
 	}

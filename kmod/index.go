@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"syscall"
 )
 
 // depEntry is one line of modules.dep: a module's file and the files of
@@ -29,11 +30,31 @@ type softdep struct {
 	pre, post []string
 }
 
+// openRegular opens a file for reading, refusing anything but a regular
+// file. O_NONBLOCK keeps a FIFO planted in a broken tree from blocking the
+// open forever; it changes nothing for regular files.
+func openRegular(file string) (*os.File, os.FileInfo, error) {
+	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, fmt.Errorf("open %s: not a regular file", file)
+	}
+	return f, fi, nil
+}
+
 // readIndex reads a whole index file of at most limit bytes.
 func readIndex(file string, limit int64) ([]byte, error) {
-	f, err := os.Open(file)
+	f, _, err := openRegular(file)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", file, err)
+		return nil, err
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, limit+1))

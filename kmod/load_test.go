@@ -3,6 +3,7 @@ package kmod
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -304,6 +305,30 @@ func TestLoadFailures(t *testing.T) {
 			{"cdrom", "cdrom", false, Loaded, "finit_module"},
 		},
 		wantErr: map[string]string{"..": `bad module name ".."`, "": `bad module name ""`},
+	}, {
+		name:  "a FIFO for a module file does not block",
+		specs: []string{"cdrom"},
+		setup: func(s *fakeSystem) {
+			p := s.root + s.tree + "/kernel/drivers/cdrom/cdrom.ko"
+			if err := os.Remove(p); err != nil {
+				s.t.Fatal(err)
+			}
+			if err := unix.Mkfifo(p, 0o644); err != nil {
+				s.t.Fatal(err)
+			}
+		},
+		want:    []outcome{{"cdrom", "cdrom", false, Failed, ""}},
+		wantErr: map[string]string{"cdrom": "cdrom.ko: not a regular file"},
+	}, {
+		name:  "a FIFO for an index file does not block",
+		specs: []string{"cdrom"},
+		setup: func(s *fakeSystem) {
+			if err := unix.Mkfifo(s.root+s.tree+"/modules.softdep", 0o644); err != nil {
+				s.t.Fatal(err)
+			}
+		},
+		want:    []outcome{{"cdrom", "cdrom", false, Failed, ""}},
+		wantErr: map[string]string{"cdrom": "modules.softdep: not a regular file"},
 	}, {
 		name:   "cancelled context",
 		specs:  []string{"cdrom"},
