@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/notos-agent/notos-agent/internal/testenv"
 )
 
 // fakeSys is a SysRoot and DevRoot pair whose "devices" are image files.
@@ -205,7 +203,7 @@ func TestFindCancelled(t *testing.T) {
 // TestEnsureNode: without udev, Find makes the missing node from sysfs.
 // mknod needs root (CAP_MKNOD).
 func TestEnsureNode(t *testing.T) {
-	testenv.RequireRoot(t)
+	requireTier1(t)
 	dir := t.TempDir()
 	sysDir := filepath.Join(dir, "sys-vdb")
 	if err := os.MkdirAll(sysDir, 0o755); err != nil {

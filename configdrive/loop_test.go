@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -45,7 +46,7 @@ func randomHex(t *testing.T, n int) string {
 // by scanning the real /sys/class/block and read through /dev. Each drive
 // gets a random label so no other device on the host can match.
 func TestFindLoopDevice(t *testing.T) {
-	testenv.RequireRoot(t)
+	requireTier1(t)
 	tests := []struct {
 		kind  imageKind
 		label string // written on the drive
@@ -81,4 +82,13 @@ func TestFindLoopDevice(t *testing.T) {
 			}
 		})
 	}
+}
+
+// requireTier1 skips under `make unit` (NOTOS_TIER0_ONLY) and needs root.
+func requireTier1(t *testing.T) {
+	t.Helper()
+	if os.Getenv("NOTOS_TIER0_ONLY") != "" {
+		t.Skip("skipped: NOTOS_TIER0_ONLY is set (Tier 1 test)")
+	}
+	testenv.RequireRoot(t)
 }

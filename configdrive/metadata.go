@@ -1,6 +1,21 @@
 // Package configdrive finds an OpenStack or DigitalOcean config drive (a
 // filesystem labelled config-2), reads its files and parses them into a
 // Metadata value. It imports no other package of this project.
+//
+// The three steps are separate: Find scans /sys/class/block and probes
+// each device's label (Probe); ReadFiles reads the files in userspace
+// (go-diskfs, plus a small reader for Joliet-only ISOs), falling back to a
+// read-only kernel mount (ReadMounted) for block devices it cannot read;
+// Parse is a pure function from the bytes to Metadata. Load chains them.
+//
+// What is an error and what is a warning: meta_data.json missing,
+// malformed or with a wrong type in a field the agent uses is an error,
+// and nothing is returned, so a caller leaves the system as it was. A
+// malformed network_data.json or digitalocean_meta_data.json only costs
+// its own part (Network or DigitalOcean stays nil, with a Warning), so
+// the keys still install. A key that does not parse is skipped with a
+// Warning naming it. Warnings and errors never hold admin_pass, user_data
+// or key text.
 package configdrive
 
 // Files is what was read off a drive, before any parsing: reading bytes is

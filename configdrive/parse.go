@@ -30,6 +30,10 @@ var ErrNoMetaData = fmt.Errorf("no meta_data.json: %w", fs.ErrNotExist)
 // malformed, only cost their own part: a Warning names the file and the
 // problem and Network or DigitalOcean stays nil, so the keys of
 // meta_data.json still install. Invalid keys are skipped with a Warning.
+//
+// InstanceID is instance_id, else uuid, else DigitalOcean's droplet_id;
+// Hostname is meta_data.json's, else DigitalOcean's, kept as sent (making
+// it a valid host name is the installer's job).
 func Parse(f Files) (*Metadata, error) {
 	if f.MetaData == nil {
 		return nil, ErrNoMetaData
