@@ -300,6 +300,17 @@ func TestNetNoServer(t *testing.T) {
 	}
 }
 
+// keepSetup makes a namespace pair with dnsmasq started with args, and
+// runs `net` once so that a lease is saved under a new root.
+func keepSetup(t *testing.T, args ...string) (*netnstest.NS, string, *netnstest.Dnsmasq, string, *netcfg.Lease) {
+	t.Helper()
+	ns := netnstest.New(t)
+	bin := testenv.AgentBinary(t)
+	srv := netnstest.StartDnsmasq(t, ns, append([]string{netRange}, args...)...)
+	root := netRoot(t)
+	return ns, bin, srv, root, saveLease(t, ns, bin, root)
+}
+
 // saveLease runs `net` once so that a lease is saved under root.
 func saveLease(t *testing.T, ns *netnstest.NS, bin, root string) *netcfg.Lease {
 	t.Helper()
@@ -314,12 +325,8 @@ func saveLease(t *testing.T, ns *netnstest.NS, bin, root string) *netcfg.Lease {
 }
 
 func TestNetKeepTakesOverAndRenews(t *testing.T) {
-	ns := netnstest.New(t)
-	bin := testenv.AgentBinary(t)
 	// T1 2 s, T2 4 s (RFC 2132 options 58, 59), lease 2 min.
-	srv := netnstest.StartDnsmasq(t, ns, netRange, "--dhcp-option=58,2", "--dhcp-option=59,4")
-	root := netRoot(t)
-	l := saveLease(t, ns, bin, root)
+	ns, bin, srv, root, l := keepSetup(t, "--dhcp-option=58,2", "--dhcp-option=59,4")
 	discovers := srv.Count("DHCPDISCOVER")
 	acks := srv.Count("DHCPACK(srv0) " + l.Address.Addr().String())
 
@@ -350,11 +357,7 @@ func TestNetKeepTakesOverAndRenews(t *testing.T) {
 }
 
 func TestNetKeepRebindsThenExpires(t *testing.T) {
-	ns := netnstest.New(t)
-	bin := testenv.AgentBinary(t)
-	srv := netnstest.StartDnsmasq(t, ns, netRange, "--dhcp-option=3,10.77.0.1")
-	root := netRoot(t)
-	l := saveLease(t, ns, bin, root)
+	ns, bin, srv, root, l := keepSetup(t, "--dhcp-option=3,10.77.0.1")
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -384,11 +387,7 @@ func TestNetKeepRebindsThenExpires(t *testing.T) {
 }
 
 func TestNetKeepNAK(t *testing.T) {
-	ns := netnstest.New(t)
-	bin := testenv.AgentBinary(t)
-	srv := netnstest.StartDnsmasq(t, ns, netRange, "--dhcp-authoritative")
-	root := netRoot(t)
-	l := saveLease(t, ns, bin, root)
+	ns, bin, srv, root, l := keepSetup(t, "--dhcp-authoritative")
 	// A saved lease for an address the server never gave, due for
 	// renewal: the authoritative server NAKs, the keeper starts over.
 	ack, err := dhcpv4.FromBytes(l.ACK)
