@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/notos-agent/notos-agent/configdrive"
+	"github.com/notos-agent/notos-agent/internal/testenv"
 )
 
 // TestLoadReadsWhatWriteWrote: our own reader finds each image by its label
@@ -74,6 +75,63 @@ func TestLoadReadsWhatWriteWrote(t *testing.T) {
 			}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("Load (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestParseOnFilesReadByRealTools: the files as isoinfo (through either
+// tree) and mtype read them off the images parse, with configdrive.Parse,
+// to exactly the keys, hostname and uuid that were asked for.
+func TestParseOnFilesReadByRealTools(t *testing.T) {
+	bins := testenv.RequireCommands(t, "isoinfo", "mtype")
+	s := testSpec(t)
+	files, err := Files(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	iso, img := filepath.Join(dir, "drive.iso"), filepath.Join(dir, "drive.img")
+	if err := Write(iso, ISO, files); err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(img, VFAT, files); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		fstype string
+		read   func(p string) []byte
+	}{
+		{"isoinfo -R", "iso9660", func(p string) []byte { return run(t, bins["isoinfo"], "-R", "-x", "/"+p, "-i", iso) }},
+		{"isoinfo -J", "iso9660", func(p string) []byte { return run(t, bins["isoinfo"], "-J", "-x", "/"+p, "-i", iso) }},
+		{"mtype", "vfat", func(p string) []byte { return run(t, bins["mtype"], "-i", img, "::/"+p) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			md, err := configdrive.Parse(configdrive.Files{
+				Source:       tc.name,
+				FSType:       tc.fstype,
+				Version:      "latest",
+				MetaData:     tc.read("openstack/latest/meta_data.json"),
+				NetworkData:  tc.read("openstack/latest/network_data.json"),
+				VendorData:   tc.read("openstack/latest/vendor_data.json"),
+				UserData:     tc.read("openstack/latest/user_data"),
+				DigitalOcean: tc.read("digitalocean_meta_data.json"),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var keys []string
+			for _, k := range md.PublicKeys {
+				keys = append(keys, k.Line)
+			}
+			got := []any{md.UUID, md.Hostname, keys, md.Meta, string(md.UserData), md.Warnings}
+			want := []any{s.UUID, s.Hostname, s.PublicKeys, s.Meta, string(s.UserData), []string(nil)}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("uuid, hostname, keys, meta, user data, warnings (-want +got):\n%s", diff)
+			}
+			if md.DigitalOcean == nil || md.DigitalOcean.DropletID != s.UUID || md.Network == nil || len(md.Network.Networks) != 1 {
+				t.Errorf("digitalocean %+v, network %+v", md.DigitalOcean, md.Network)
 			}
 		})
 	}
