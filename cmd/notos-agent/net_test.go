@@ -420,3 +420,28 @@ func TestNetKeepNAK(t *testing.T) {
 	}
 	a.stop(t)
 }
+
+func TestNetKeepLinkDownUp(t *testing.T) {
+	ns, bin, srv, root, l := keepSetup(t, "--dhcp-option=3,10.77.0.1")
+	ip := l.Address.Addr().String()
+	a := startAgent(t, ns, bin, "net", "--iface", "eth0", "--net", "dhcp", "--root", root, "--keep")
+	a.waitFor(t, 10*time.Second, "took over lease of "+l.Address.String())
+	requests := srv.Count("DHCPREQUEST(srv0) " + ip)
+	// The kernel drops the link's routes when it goes down; the keeper
+	// confirms the lease by INIT-REBOOT (RFC 2131 §3.2) once it is back,
+	// and puts them back.
+	ns.Run(t, "ip", "link", "set", "eth0", "down")
+	a.waitFor(t, 10*time.Second, "link down")
+	ns.Run(t, "ip", "link", "set", "eth0", "up")
+	a.waitFor(t, 10*time.Second, "INIT-REBOOT: confirming "+l.Address.String())
+	a.waitFor(t, 10*time.Second, "bound to "+l.Address.String())
+	if got := srv.Count("DHCPREQUEST(srv0) " + ip); got != requests+1 {
+		t.Errorf("dnsmasq REQUESTs for %s: %d, want %d", ip, got, requests+1)
+	}
+	if got := routeSet(t, ns); strings.Join(got, ",") != "default via 10.77.0.1" {
+		t.Errorf("routes after INIT-REBOOT: %q, want [default via 10.77.0.1]", got)
+	}
+	if err := a.stop(t); err != nil {
+		t.Errorf("keeper exit: %v", err)
+	}
+}
