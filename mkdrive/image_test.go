@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -466,6 +467,24 @@ func TestWriteIsAtomic(t *testing.T) {
 	}
 	if err := Write(filepath.Join(dir, "missing", "x.iso"), ISO, nil); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Write into a missing directory: %v, want ErrNotExist", err)
+	}
+}
+
+func TestWriteRefusesNonRegularFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{"openstack/latest/meta_data.json": []byte("{}")}
+	for _, p := range []string{fifo, dir} {
+		err := Write(p, ISO, files)
+		if err == nil || !strings.HasPrefix(err.Error(), "write "+p+": not a regular file") {
+			t.Errorf("Write %s: %v, want a refusal", p, err)
+		}
+	}
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode().Type() != os.ModeNamedPipe {
+		t.Errorf("the FIFO was replaced: %v %v", fi.Mode(), err)
 	}
 }
 

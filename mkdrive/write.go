@@ -44,6 +44,11 @@ func Write(path string, format Format, files map[string][]byte) (err error) {
 	default:
 		return fmt.Errorf("write %s: unknown format %q (want %q or %q)", path, format, ISO, VFAT)
 	}
+	// Renaming over a device node would replace the node, not write the
+	// device: an image goes to a file, and dd puts it on a disk.
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return fmt.Errorf("write %s: not a regular file (%s)", path, fi.Mode().Type())
+	}
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
