@@ -197,3 +197,74 @@ func TestEnsureMounts(t *testing.T) {
 		})
 	}
 }
+
+// safeMounter mounts for real, except that devtmpfs becomes a tmpfs: the
+// kernel has one devtmpfs, the machine's /dev, so a devtmpfs mounted under
+// a test root IS /dev, and removing the test root would empty it.
+type safeMounter struct{ asked []string }
+
+func (m *safeMounter) Mount(source, target, fstype string, flags uintptr, data string) error {
+	m.asked = append(m.asked, fstype+" "+data)
+	if fstype == "devtmpfs" {
+		source, fstype = "tmpfs", "tmpfs"
+	}
+	return SystemMounter{}.Mount(source, target, fstype, flags, data)
+}
+
+// mountRootEnv passes the test root from the parent test to its child in
+// private namespaces. Only the parent removes it, after the child and its
+// mount namespace are gone: nothing can be mounted under it then.
+const mountRootEnv = "NOTOS_AGENT_TEST_MOUNT_ROOT"
+
+// Tier 1 (root): the real mount calls, in a private mount namespace, under
+// a temporary root: proc, sysfs and tmpfs (devtmpfs stands in as a tmpfs,
+// see safeMounter) are mounted once, judged from the real
+// /proc/self/mountinfo, and a second call mounts nothing.
+func TestEnsureMountsForReal(t *testing.T) {
+	if os.Getenv(childEnv) == "" {
+		t.Setenv(mountRootEnv, t.TempDir())
+	}
+	if !inPrivateNamespaces(t, unix.CLONE_NEWNS) {
+		return
+	}
+	root := os.Getenv(mountRootEnv)
+	if root == "" {
+		t.Fatal(mountRootEnv + " not set")
+	}
+	m := &safeMounter{}
+	done, err := ensureMounts(m, root, "/proc/self/mountinfo")
+	if err != nil {
+		t.Fatalf("ensureMounts: %v", err)
+	}
+	if diff := cmp.Diff([]string{"/proc", "/sys", "/dev", "/run"}, done); diff != "" {
+		t.Errorf("mounted mismatch (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"proc ", "sysfs ", "devtmpfs mode=0755", "tmpfs mode=0755"}, m.asked); diff != "" {
+		t.Errorf("mount calls mismatch (-want +got):\n%s", diff)
+	}
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mounted, err := ParseMountinfo(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	types := map[string]string{}
+	for _, m := range mounted {
+		types[m.Point] = m.FSType
+	}
+	want := map[string]string{"/proc": "proc", "/sys": "sysfs", "/dev": "tmpfs", "/run": "tmpfs"}
+	for p, fstype := range want {
+		if got := types[filepath.Join(root, p)]; got != fstype {
+			t.Errorf("%s: mounted %q, want %q", p, got, fstype)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "proc/self/mountinfo")); err != nil {
+		t.Errorf("the proc mounted under the root does not work: %v", err)
+	}
+	done, err = ensureMounts(m, root, "/proc/self/mountinfo")
+	if err != nil || done != nil {
+		t.Errorf("second ensureMounts mounted %v, %v; want nothing", done, err)
+	}
+}

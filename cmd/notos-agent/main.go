@@ -13,6 +13,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/notos-agent/notos-agent/agent"
 )
 
 // version is stamped by the Makefile from git describe.
@@ -33,6 +35,8 @@ func commands() []command {
 		{"show", "print what the config drive says (secrets only as present/absent)", cmdShow},
 		{"keys", "install the drive's SSH keys and host name", cmdKeys},
 		{"mkdrive", "write a config-2 drive image to test an image locally", cmdMkdrive},
+		{"run", "provision this machine at boot: every step, bounded in time", cmdRun},
+		{"status", "print what the last run did, the leases and the keys in effect", cmdStatus},
 		{"net", "bring the network up (static or DHCP), or keep the DHCP leases", cmdNet},
 	}
 }
@@ -42,6 +46,10 @@ func main() {
 }
 
 func dispatch(argv []string, stdout, stderr io.Writer) int {
+	// Installed as runit's /etc/runit/1, the binary is stage 1 itself.
+	if len(argv) > 0 && agent.IsStageOne(argv[0]) {
+		return stageOne(argv[1:], stdout, stderr)
+	}
 	if len(argv) < 2 {
 		usage(stderr)
 		return 2
