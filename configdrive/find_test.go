@@ -72,9 +72,9 @@ func imageSectors(t *testing.T, img string) int64 {
 }
 
 func TestFind(t *testing.T) {
-	iso := buildImage(t, imageKinds[0], doLayout, "config-2")
-	fat := buildImage(t, imageKinds[3], doLayout, "CONFIG-2")
-	other := buildImage(t, imageKinds[0], doLayout, "rootfs")
+	iso := buildImage(t, kindRR, doLayout, "config-2")
+	fat := buildImage(t, kindFAT12, doLayout, "CONFIG-2")
+	other := buildImage(t, kindRR, doLayout, "rootfs")
 	garbage := filepath.Join(t.TempDir(), "garbage")
 	if err := os.WriteFile(garbage, make([]byte, 64<<10), 0o644); err != nil {
 		t.Fatal(err)
@@ -141,7 +141,7 @@ func TestFind(t *testing.T) {
 // TestFindLateDrive: the drive appears after the first scans (modules
 // still probing); Find keeps looking until it does.
 func TestFindLateDrive(t *testing.T) {
-	iso := buildImage(t, imageKinds[0], doLayout, "config-2")
+	iso := buildImage(t, kindRR, doLayout, "config-2")
 	f := newFakeSys(t)
 	f.mustAdd(t, "vda", 128, "")
 	sectors := imageSectors(t, iso)
@@ -169,7 +169,7 @@ func TestFindLateDrive(t *testing.T) {
 }
 
 func TestFindNoDrive(t *testing.T) {
-	other := buildImage(t, imageKinds[0], doLayout, "rootfs")
+	other := buildImage(t, kindRR, doLayout, "rootfs")
 	f := newFakeSys(t)
 	f.mustAdd(t, "vda", imageSectors(t, other), other)
 	const wait = 300 * time.Millisecond
@@ -237,7 +237,7 @@ func TestEnsureNode(t *testing.T) {
 // TestFindStuckDevice: a device that never answers (a FIFO with no writer:
 // its open blocks) neither hides the drive nor holds Find past its wait.
 func TestFindStuckDevice(t *testing.T) {
-	iso := buildImage(t, imageKinds[0], doLayout, "config-2")
+	iso := buildImage(t, kindRR, doLayout, "config-2")
 	f := newFakeSys(t)
 	stuck := filepath.Join(f.dev, "vda")
 	if err := unix.Mkfifo(stuck, 0o600); err != nil {

@@ -20,16 +20,20 @@ type imageKind struct {
 	build  func(t testing.TB, tree, label, out string)
 }
 
-var imageKinds = []imageKind{
+var (
 	// OpenStack Nova's own command line: Rock Ridge and Joliet.
-	{"genisoimage -J -r", FSISO9660, "config-2", isoBuilder("genisoimage", "-J", "-r")},
-	{"xorriso -J -r", FSISO9660, "config-2", isoBuilder("xorriso", "-as", "mkisofs", "-J", "-r")},
+	kindRR      = imageKind{"genisoimage -J -r", FSISO9660, "config-2", isoBuilder("genisoimage", "-J", "-r")}
+	kindXorriso = imageKind{"xorriso -J -r", FSISO9660, "config-2", isoBuilder("xorriso", "-as", "mkisofs", "-J", "-r")}
 	// Joliet only: the primary tree has 8.3 names (DIGITALO.JSO;1).
-	{"genisoimage -J", FSISO9660, "config-2", isoBuilder("genisoimage", "-J")},
-	{"mkfs.vfat FAT12", FSVFAT, "CONFIG-2", fatBuilder("-F", "12")},
-	{"mkfs.vfat FAT16", FSVFAT, "CONFIG-2", fatBuilder("-F", "16", "-s", "1")},
-	{"mkfs.vfat FAT32", FSVFAT, "CONFIG-2", fatBuilder("-F", "32", "-s", "1")},
-}
+	kindJoliet        = imageKind{"genisoimage -J", FSISO9660, "config-2", isoBuilder("genisoimage", "-J")}
+	kindXorrisoJoliet = imageKind{"xorriso -J", FSISO9660, "config-2", isoBuilder("xorriso", "-as", "mkisofs", "-J")}
+	kindRockRidge     = imageKind{"genisoimage -r", FSISO9660, "config-2", isoBuilder("genisoimage", "-r")}
+	kindFAT12         = imageKind{"mkfs.vfat FAT12", FSVFAT, "CONFIG-2", fatBuilder("-F", "12")}
+	kindFAT16         = imageKind{"mkfs.vfat FAT16", FSVFAT, "CONFIG-2", fatBuilder("-F", "16", "-s", "1")}
+	kindFAT32         = imageKind{"mkfs.vfat FAT32", FSVFAT, "CONFIG-2", fatBuilder("-F", "32", "-s", "1")}
+
+	imageKinds = []imageKind{kindRR, kindXorriso, kindJoliet, kindXorrisoJoliet, kindRockRidge, kindFAT12, kindFAT16, kindFAT32}
+)
 
 // isoBuilder returns a builder running an mkisofs-style command.
 func isoBuilder(prog string, args ...string) func(t testing.TB, tree, label, out string) {
@@ -77,7 +81,11 @@ func run(t testing.TB, prog string, args ...string) {
 	cmd := exec.Command(prog, args...)
 	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s %q: %v\n%s", prog, args, err, out)
+		shown := args
+		if len(shown) > 8 {
+			shown = append(shown[:8:8], "...")
+		}
+		t.Fatalf("%s %q: %v\n%s", prog, shown, err, out)
 	}
 }
 

@@ -52,10 +52,10 @@ func TestFindLoopDevice(t *testing.T) {
 		label string // written on the drive
 		find  string // asked of Find
 	}{
-		{imageKinds[0], "cfgtest-" + randomHex(t, 4), ""},
-		{imageKinds[2], "cfgtest-" + randomHex(t, 4), ""},
+		{kindRR, "cfgtest-" + randomHex(t, 4), ""},
+		{kindJoliet, "cfgtest-" + randomHex(t, 4), ""},
 		// FAT labels are 11 upper-case characters; Find ignores case.
-		{imageKinds[3], "CT" + strings.ToUpper(randomHex(t, 4)), ""},
+		{kindFAT12, "CT" + strings.ToUpper(randomHex(t, 4)), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.kind.name, func(t *testing.T) {

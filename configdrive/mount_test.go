@@ -75,10 +75,10 @@ func flagNames(f uintptr) string {
 // device, ReadFiles mounts it read-only with the type Probe found, reads,
 // unmounts and removes its directory; on an image file it never mounts.
 func TestReadFilesKernelFallback(t *testing.T) {
-	good := buildImage(t, imageKinds[0], doLayout, "config-2")
-	broken := buildImage(t, imageKinds[0], doLayout, "config-2")
+	good := buildImage(t, kindRR, doLayout, "config-2")
+	broken := buildImage(t, kindRR, doLayout, "config-2")
 	corruptISORoots(t, broken)
-	fat := buildImage(t, imageKinds[3], doLayout, "CONFIG-2")
+	fat := buildImage(t, kindFAT12, doLayout, "CONFIG-2")
 	fatBroken := filepath.Join(t.TempDir(), "fat-broken.img")
 	b := readTestFile(t, fat)
 	fatTableBreak(t, b)

@@ -36,9 +36,9 @@ func patched(t *testing.T, img string, patch func(b []byte)) []byte {
 
 func TestProbe(t *testing.T) {
 	empty := t.TempDir()
-	isoJoliet := buildImage(t, imageKinds[2], empty, "config-2")
-	fat12 := buildImage(t, imageKinds[3], empty, "CONFIG-2")
-	fat32 := buildImage(t, imageKinds[5], empty, "CONFIG-2")
+	isoJoliet := buildImage(t, kindJoliet, empty, "config-2")
+	fat12 := buildImage(t, kindFAT12, empty, "CONFIG-2")
+	fat32 := buildImage(t, kindFAT32, empty, "CONFIG-2")
 	fat12NoLabel := filepath.Join(t.TempDir(), "nolabel.img")
 	run(t, testenv.RequireCommands(t, "mkfs.vfat")["mkfs.vfat"], "-C", "-F", "12", fat12NoLabel, "1440")
 

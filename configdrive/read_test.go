@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -48,7 +49,7 @@ func TestReadFilesImages(t *testing.T) {
 // TestLoadDOLayout: the whole chain on the seed's drive, as keys and show
 // will see it.
 func TestLoadDOLayout(t *testing.T) {
-	img := buildImage(t, imageKinds[0], doLayout, "config-2")
+	img := buildImage(t, kindRR, doLayout, "config-2")
 	md, err := Load(context.Background(), Options{Drive: img, RunDir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("Load: %v", err)
@@ -103,7 +104,7 @@ func TestReadFilesVersionChoice(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(tree, "openstack/content"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []imageKind{imageKinds[0], imageKinds[2], imageKinds[4]} {
+	for _, k := range []imageKind{kindRR, kindJoliet, kindXorrisoJoliet, kindFAT16} {
 		t.Run(k.name, func(t *testing.T) {
 			img := buildImage(t, k, tree, k.label)
 			got, err := ReadFiles(context.Background(), img, ReadOptions{})
@@ -143,8 +144,8 @@ func truncateFile(t *testing.T, path string, size int64) {
 // TestReadFilesBadInput: each bad drive gives a clear error, never a
 // panic, never half a result.
 func TestReadFilesBadInput(t *testing.T) {
-	iso := imageKinds[0]
-	fat := imageKinds[3]
+	iso := kindRR
+	fat := kindFAT12
 	tests := []struct {
 		name    string
 		kind    imageKind
@@ -213,7 +214,7 @@ func TestReadFilesBadInput(t *testing.T) {
 		},
 		{
 			name:    "vendor_data.json over 1 MiB (FAT)",
-			kind:    imageKinds[4],
+			kind:    kindFAT16,
 			tree:    bigVendorData,
 			is:      ErrFileTooLarge,
 			wantErr: []string{"vendor_data.json"},
@@ -266,7 +267,7 @@ func TestLoadErrors(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(tree, "openstack/latest/meta_data.json"), []byte(`{"uuid": "x", "public_keys": {`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	img := buildImage(t, imageKinds[0], tree, "config-2")
+	img := buildImage(t, kindRR, tree, "config-2")
 	if md, err := Load(context.Background(), Options{Drive: img}); err == nil || !strings.Contains(err.Error(), "meta_data.json") || !strings.Contains(err.Error(), img) {
 		t.Errorf("Load(malformed meta_data.json) = %v, %v; want an error naming the file and the drive", md, err)
 	}
@@ -295,4 +296,55 @@ func TestReadFilesBoundedByContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Close()
+}
+
+// TestReadFilesLargeDirectories: directories that span several sectors
+// (ISO9660 records never cross a sector boundary: the rest of a sector is
+// padding) or several clusters. The Joliet reader is also checked on its
+// own, since go-diskfs reads the Rock Ridge images before it gets a turn.
+func TestReadFilesLargeDirectories(t *testing.T) {
+	tree := copyTree(t, doLayout)
+	// FAT12/16 have a fixed root directory of 512 entries, and each of
+	// these names takes 5: fewer in the root than in a subdirectory.
+	for dir, n := range map[string]int{".": 40, "openstack/latest": 150} {
+		for i := range n {
+			name := filepath.Join(tree, dir, fmt.Sprintf("a-rather-long-file-name-to-fill-directory-sectors-%03d.json", i))
+			if err := os.WriteFile(name, []byte("{}"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want := func(img string, k imageKind) Files { return wantFiles(t, tree, "latest", img, k.fstype) }
+	for _, k := range []imageKind{kindRR, kindJoliet, kindXorrisoJoliet, kindFAT16, kindFAT32} {
+		t.Run(k.name, func(t *testing.T) {
+			img := buildImage(t, k, tree, k.label)
+			got, err := ReadFiles(context.Background(), img, ReadOptions{})
+			if err != nil {
+				t.Fatalf("ReadFiles: %v", err)
+			}
+			if diff := cmp.Diff(want(img, k), got); diff != "" {
+				t.Errorf("ReadFiles (-want +got):\n%s", diff)
+			}
+			if k.fstype != FSISO9660 {
+				return
+			}
+			f, err := os.Open(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			j, err := newJolietFS(f)
+			if err != nil {
+				t.Fatalf("newJolietFS: %v", err)
+			}
+			got, err = readTree(j)
+			if err != nil {
+				t.Fatalf("readTree(joliet): %v", err)
+			}
+			got.Source, got.FSType = img, k.fstype
+			if diff := cmp.Diff(want(img, k), got); diff != "" {
+				t.Errorf("Joliet reader (-want +got):\n%s", diff)
+			}
+		})
+	}
 }
