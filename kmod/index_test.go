@@ -28,6 +28,8 @@ func TestFnmatch(t *testing.T) {
 		{"a*b*c", "aXbYcZ", false},
 		{"a?c", "abc", true},
 		{"a?c", "ac", false},
+		{"0?", "0ӟ", false}, // '?' is one byte, as fnmatch(3) in the C locale
+		{"0??", "0ӟ", true},
 		{"usb:v*p*d*dc*dsc*dp*ic03isc01ip01in*", "usb:v046Dp0001d0100dc00dsc00dp00ic03isc01ip01in00", true},
 		{"char_major_10_[0-9]*", "char_major_10_229", true},
 		{"char_major_10_[0-9]*", "char_major_10_x", false},
