@@ -1,12 +1,14 @@
 package vm
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,7 +32,8 @@ func requireVM(t *testing.T) {
 // TestBoot proves the harness with busybox alone: modules copied with
 // their dependencies and loaded by busybox insmod in the order returned,
 // a disk with a serial number, and a forwarded TCP port reaching a guest
-// listener over QEMU's user network, and QEMU's monitor answering.
+// listener over QEMU's user network, QEMU's monitor answering, a block
+// read while the guest runs, and Config.Console receiving the console.
 func TestBoot(t *testing.T) {
 	requireVM(t)
 	k := FetchKernel(t)
@@ -43,6 +46,7 @@ cd /lib/modules/` + k.Release + `
 for m in ` + strings.Join(mods, " ") + `; do insmod $m || vmtest insmod.failed $m; done
 cd /
 vmtest serial "$(cat /sys/block/vda/serial)"
+vmtest_run proc_modules cat /proc/modules
 ip link set eth0 up
 ip addr add 10.0.2.15/24 dev eth0
 nc -l -p 7777 -e /bin/hello &
@@ -57,16 +61,31 @@ wait
 
 	ctx, cancel := context.WithTimeout(t.Context(), bootTimeout)
 	defer cancel()
+	var console bytes.Buffer // written by the reader until QEMU has exited
 	v := Boot(ctx, t, Config{
 		Kernel:    k.Vmlinuz,
 		Initramfs: r.Pack(),
 		Disks:     []Disk{{Path: disk, Serial: "harness-disk", ReadOnly: true}},
 		Net:       &Net{ForwardTCP: []int{7777}},
+		Console:   &console,
 	})
 	if serial, err := v.WaitValue(ctx, "serial"); err != nil {
 		t.Fatal(err)
 	} else if serial != "harness-disk" {
 		t.Errorf("/sys/block/vda/serial = %q, want harness-disk", serial)
+	}
+	lines, err := v.WaitBlock(ctx, "proc_modules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var loaded []string
+	for _, l := range lines {
+		loaded = append(loaded, strings.Fields(l)[0])
+	}
+	for _, m := range mods {
+		if !slices.Contains(loaded, ModuleName(m)) {
+			t.Errorf("%s is not in /proc/modules: %v", ModuleName(m), loaded)
+		}
 	}
 	if _, err := v.WaitValue(ctx, "listening"); err != nil {
 		t.Fatal(err)
@@ -91,6 +110,9 @@ wait
 	}
 	if err := v.WaitExit(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if got := strings.ReplaceAll(console.String(), "\r", ""); got != v.Console() {
+		t.Errorf("Config.Console received %q, want the console %q", got, v.Console())
 	}
 	res := v.Results()
 	if failed, ok := res.Values["insmod.failed"]; ok {
