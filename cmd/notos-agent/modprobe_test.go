@@ -71,7 +71,7 @@ func TestModprobeCommand(t *testing.T) {
 		name       string
 		args       []string
 		wantCode   int
-		wantStdout []string // lines, durations written as D
+		wantStdout []string // lines, durations written as (D)
 		wantStderr string
 	}{{
 		name:     "all present",
@@ -79,9 +79,9 @@ func TestModprobeCommand(t *testing.T) {
 		wantCode: 0,
 		wantStdout: []string{
 			"modules: " + dir,
-			"notos_test_dep: would load in D, needed by notos_test_b",
-			"notos_test_b (notos-test-alias-1): would load in D",
-			"notos_test_builtin: built-in in D",
+			"notos_test_dep: would load (D), needed by notos_test_b",
+			"notos_test_b (notos-test-alias-1): would load (D)",
+			"notos_test_builtin: built-in (D)",
 		},
 	}, {
 		name:     "missing names fail with exit 1",
@@ -89,10 +89,10 @@ func TestModprobeCommand(t *testing.T) {
 		wantCode: 1,
 		wantStdout: []string{
 			"modules: " + dir,
-			"notos_test_missing: failed: module not found in " + dir + " in D",
-			"notos_test_gone: failed: stat " + dir + "/kernel/notos_test_gone.ko: no such file or directory in D",
-			"notos_test_dep: would load in D, needed by notos_test_b",
-			"notos_test_b: would load in D",
+			"notos_test_missing: failed: module not found in " + dir + " (D)",
+			"notos_test_gone: failed: stat " + dir + "/kernel/notos_test_gone.ko: no such file or directory (D)",
+			"notos_test_dep: would load (D), needed by notos_test_b",
+			"notos_test_b: would load (D)",
 		},
 		wantStderr: "notos-agent: modprobe notos_test_missing: module not found in " + dir + "\n" +
 			"notos-agent: modprobe notos_test_gone: stat " + dir + "/kernel/notos_test_gone.ko: no such file or directory\n",
@@ -102,12 +102,17 @@ func TestModprobeCommand(t *testing.T) {
 		wantCode:   2,
 		wantStderr: "notos-agent modprobe: no module named\n",
 	}, {
+		name:       "a parameter before any name is a usage error",
+		args:       []string{"x=1", "notos_test_b"},
+		wantCode:   2,
+		wantStderr: "notos-agent modprobe: parameter \"x=1\" before any module name\n",
+	}, {
 		name:       "a tree that does not exist",
 		args:       []string{"--modules-dir", dir + "/nosuch", "isofs"},
 		wantCode:   1,
 		wantStderr: "notos-agent: modprobe: module tree: stat " + dir + "/nosuch: no such file or directory\n",
 	}}
-	duration := regexp.MustCompile(` in [0-9.]+[µnm]?s\b`)
+	duration := regexp.MustCompile(`\([0-9.]+[µnm]?s\)`)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]string{"modprobe", "--modules-dir", dir}, tt.args...)
@@ -128,7 +133,7 @@ func TestModprobeCommand(t *testing.T) {
 			var lines []string
 			for _, l := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
 				if l != "" {
-					lines = append(lines, duration.ReplaceAllString(l, " in D"))
+					lines = append(lines, duration.ReplaceAllString(l, "(D)"))
 				}
 			}
 			if diff := cmp.Diff(tt.wantStdout, lines); diff != "" {
