@@ -230,9 +230,19 @@ func parseDigitalOcean(data []byte) (*DigitalOcean, []keyCandidate, error) {
 		Private:     doInterfaces(w.Interfaces.Private),
 		Nameservers: w.DNS.Nameservers,
 		DHCPEnabled: w.Features.DHCPEnabled,
-		HasUserData: w.UserData != "",
+		HasUserData: hasValue(w.UserData),
 	}
 	return do, cands, nil
+}
+
+// hasValue reports whether a raw JSON value is something other than
+// absent, null or "".
+func hasValue(v json.RawMessage) bool {
+	switch strings.TrimSpace(string(v)) {
+	case "", "null", `""`:
+		return false
+	}
+	return true
 }
 
 func doInterfaces(in []wireDOInterface) []DOInterface {

@@ -432,3 +432,46 @@ func TestParseSecretsNeverShown(t *testing.T) {
 		t.Errorf("AdminPass %v, UserData %v, want both present", md.AdminPass, md.UserData)
 	}
 }
+
+// TestParseLiberalTypes: values sent with another JSON type than the
+// usual one, as clouds do, are taken rather than refused.
+func TestParseLiberalTypes(t *testing.T) {
+	md, err := Parse(Files{
+		MetaData:     []byte(`{"uuid": 129714139, "admin_pass": 12345678, "launch_index": "2", "meta": {"n": 1, "s": "x", "o": {"a": true}}}`),
+		NetworkData:  []byte(`{"links": [{"id": "l", "mtu": "1500", "vlan_id": "7", "bond_mode": 4, "type": null, "ethernet_mac_address": "AA:BB:CC:DD:EE:FF"}], "networks": [{"netmask": 24}]}`),
+		DigitalOcean: []byte(`{"droplet_id": "42", "user_data": {"not": "a string"}, "interfaces": {"public": [{"mac": "AA:00:00:00:00:01", "ipv6": {"cidr": "64"}}]}}`),
+	})
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	type summary struct {
+		UUID, AdminPass string
+		LaunchIndex     int
+		Meta            map[string]string
+		Link            Link
+		Netmask         string
+		DropletID       string
+		HasUserData     bool
+		DOMAC           string
+		DOCIDR          int
+	}
+	got := summary{
+		UUID: md.UUID, AdminPass: md.AdminPass.String(), LaunchIndex: md.LaunchIndex, Meta: md.Meta,
+		Link: md.Network.Links[0], Netmask: md.Network.Networks[0].Netmask,
+		DropletID: md.DigitalOcean.DropletID, HasUserData: md.DigitalOcean.HasUserData,
+		DOMAC: md.DigitalOcean.Public[0].MAC, DOCIDR: md.DigitalOcean.Public[0].IPv6.CIDR,
+	}
+	want := summary{
+		UUID: "129714139", AdminPass: "present", LaunchIndex: 2,
+		Meta:    map[string]string{"n": "1", "s": "x", "o": `{"a": true}`},
+		Link:    Link{ID: "l", MTU: 1500, VLANID: 7, BondMode: "4", MAC: "aa:bb:cc:dd:ee:ff"},
+		Netmask: "24", DropletID: "42", HasUserData: true,
+		DOMAC: "aa:00:00:00:00:01", DOCIDR: 64,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Parse (-want +got):\n%s", diff)
+	}
+	if len(md.Warnings) != 0 {
+		t.Errorf("Warnings = %q, want none", md.Warnings)
+	}
+}

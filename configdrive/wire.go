@@ -103,8 +103,9 @@ type wireMeta struct {
 	} `json:"network_config"`
 	PublicKeys json.RawMessage `json:"public_keys"`
 	Keys       []wireKey       `json:"keys"`
-	AdminPass  string          `json:"admin_pass"`
-	RandomSeed string          `json:"random_seed"`
+	AdminPass  flexString      `json:"admin_pass"` // only its presence is used
+
+	RandomSeed string `json:"random_seed"`
 	// crypt_key (IBM Cloud: a key to encrypt the admin password with, not a
 	// login key) is deliberately not decoded.
 }
@@ -163,7 +164,9 @@ type wireDO struct {
 	Features struct {
 		DHCPEnabled bool `json:"dhcp_enabled"`
 	} `json:"features"`
-	UserData string `json:"user_data"`
+	// UserData is only tested for presence; whatever its type, its value
+	// must not reach an error message.
+	UserData json.RawMessage `json:"user_data"`
 	// dotty_keys (short-lived droplet console keys) and vendor_data are
 	// deliberately not decoded.
 }
