@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -299,5 +303,92 @@ cat /proc/sys/kernel/hostname /etc/hostname /etc/ssh/authorized_keys.d/root`
 	}
 	if after, _ := os.Hostname(); after != host {
 		t.Errorf("this machine's host name changed from %q to %q", host, after)
+	}
+}
+
+// TestKeysCommandSSHLogin: a real sshd accepts the key file keys writes
+// (StrictModes on), and refuses a key that is not on the drive. sshd runs
+// in private network and mount namespaces: the keys root is a fresh tmpfs
+// on /mnt (StrictModes rejects anything under the world-writable /tmp) and
+// /run a tmpfs holding sshd's privilege separation directory. The ssh
+// client joins those namespaces with nsenter.
+func TestKeysCommandSSHLogin(t *testing.T) {
+	testenv.RequireRoot(t)
+	if os.Getenv("NOTOS_TIER0_ONLY") != "" {
+		t.Skip("skipped: NOTOS_TIER0_ONLY is set (Tier 1 test)")
+	}
+	tools := testenv.RequireCommands(t, "unshare", "nsenter", "sshd", "ssh", "ssh-keygen", "ip")
+	dir := t.TempDir()
+	_, lines := keyFile(t, dir, "ed25519", "ed25519")
+	// The drive lists the first key only; the second must be refused.
+	tree := copyDrive(t, doDrive, map[string]string{
+		"openstack/latest/meta_data.json": `{"uuid": "1", "hostname": "web-1", "public_keys": {"0": "` + lines[0] + `"}}`,
+		"digitalocean_meta_data.json":     `{"droplet_id": 1}`,
+	})
+	img := isoImage(t, tree, false)
+	script := `set -eu
+mount -t tmpfs -o mode=0755 tmpfs /mnt
+mount -t tmpfs -o mode=0755 tmpfs /run
+mkdir -m 0755 /run/sshd
+ip link set lo up
+"$BIN" keys --drive "$IMG" --root /mnt/root --no-hostname >&2
+"$KEYGEN" -q -t ed25519 -N '' -f /mnt/host_key
+cat > /mnt/sshd_config <<CFG
+ListenAddress 127.0.0.1:2222
+HostKey /mnt/host_key
+AuthorizedKeysFile /mnt/root/etc/ssh/authorized_keys.d/%u
+StrictModes yes
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+CFG
+exec "$SSHD" -D -e -f /mnt/sshd_config
+`
+	// unshare without --fork execs sh, which execs sshd: one process, a
+	// child of this test, killed at the end whatever happens.
+	sshd := exec.Command(tools["unshare"], "--mount", "--net", "--propagation", "private", "sh", "-c", script)
+	sshd.Env = append(os.Environ(), "BIN="+testenv.AgentBinary(t), "IMG="+img, "KEYGEN="+tools["ssh-keygen"], "SSHD="+tools["sshd"])
+	stderr, err := sshd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sshd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sshd.Process.Kill(); sshd.Wait() })
+
+	// Wait for "Server listening" (sshd -e logs to stderr), or for the
+	// script to end without it; the deadline kills sshd, ending the read.
+	deadline := time.AfterFunc(30*time.Second, func() { sshd.Process.Kill() })
+	defer deadline.Stop()
+	var log strings.Builder
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), "Server listening on 127.0.0.1 port 2222") {
+			break
+		}
+	}
+	if !strings.Contains(log.String(), "Server listening") {
+		t.Fatalf("sshd did not start:\n%s", log.String())
+	}
+	go io.Copy(io.Discard, stderr) // sshd must never block on its log
+	if want := "1 key installed in /mnt/root/etc/ssh/authorized_keys.d/root (changed)"; !strings.Contains(log.String(), want) {
+		t.Errorf("keys output lacks %q:\n%s", want, log.String())
+	}
+
+	login := func(key string) (string, error) {
+		out, err := exec.Command(tools["nsenter"], "-t", strconv.Itoa(sshd.Process.Pid), "--net", "--mount",
+			tools["ssh"], "-F", "/dev/null", "-i", key, "-p", "2222", "-o", "BatchMode=yes",
+			"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+			"root@127.0.0.1", "echo", "logged in").CombinedOutput()
+		return string(out), err
+	}
+	if out, err := login(filepath.Join(dir, "ed25519a")); err != nil || out != "logged in\n" {
+		t.Errorf("ssh with the drive's key: %v\n%s", err, out)
+	}
+	if out, err := login(filepath.Join(dir, "ed25519b")); err == nil || !strings.Contains(out, "Permission denied (publickey)") {
+		t.Errorf("ssh with a key not on the drive: %v, want Permission denied\n%s", err, out)
 	}
 }
