@@ -173,7 +173,9 @@ func Run(ctx context.Context, o Options) (*State, int) {
 		User:     o.User,
 		Steps:    results,
 	}
-	if md := r.metadata(); md != nil {
+	// An abandoned drive step may still hand its metadata in; only a
+	// finished one counts.
+	if md := r.metadata(); md != nil && outcomeOf(results, "drive") == OK {
 		st.InstanceID, st.Source = md.InstanceID, md.Source
 	}
 	if err := writeState(r.root, st); err != nil {
@@ -182,6 +184,16 @@ func Run(ctx context.Context, o Options) (*State, int) {
 	}
 	r.log.Printf("done: %s (%s)", summarize(results), roundDuration(st.Finished.Sub(st.Started)))
 	return st, st.ExitCode
+}
+
+// outcomeOf returns the named step's outcome, "" when it did not run.
+func outcomeOf(results []StepResult, name string) Outcome {
+	for _, res := range results {
+		if res.Name == name {
+			return res.Outcome
+		}
+	}
+	return ""
 }
 
 // skips turns --skip (fromFlag) or notos.skip= names into the runner's

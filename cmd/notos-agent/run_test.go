@@ -208,6 +208,23 @@ func TestRunBinaryOnDrive(t *testing.T) {
 			t.Errorf("status lacks %q:\n%s", line, out.String())
 		}
 	}
+	out.Reset()
+	if code := dispatch([]string{"notos-agent", "status", "--root", root, "--json"}, &out, &serr); code != 0 {
+		t.Errorf("status --json exit %d: %s", code, serr.String())
+	}
+	var js agent.Status
+	if err := json.Unmarshal([]byte(out.String()), &js); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, out.String())
+	}
+	if js.State == nil || len(js.State.Steps) != len(agent.StepNames) || js.Hostname != "not-os-config-2.qcow2.s-1vcpu-1gb-ams3-01" ||
+		len(js.Keys) != 2 || js.KeysFile != "/etc/ssh/authorized_keys.d/root" {
+		t.Errorf("status --json:\n%s", out.String())
+	}
+	for _, secret := range []string{userDataSentinel, adminPassSentinel} {
+		if strings.Contains(out.String(), secret) {
+			t.Errorf("status --json shows a secret")
+		}
+	}
 }
 
 // Tier 1 (root): run in a private network namespace against a real
