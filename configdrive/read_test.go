@@ -118,6 +118,28 @@ func TestReadFilesVersionChoice(t *testing.T) {
 	}
 }
 
+// TestReadFilesLatestSymlink: some drive builders make openstack/latest a
+// symbolic link (Rock Ridge keeps it) to the newest dated directory;
+// reading that directory is reading latest.
+func TestReadFilesLatestSymlink(t *testing.T) {
+	tree := copyTree(t, doLayout)
+	latest := filepath.Join(tree, "openstack/latest")
+	if err := os.RemoveAll(latest); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("2015-10-16", latest); err != nil {
+		t.Fatal(err)
+	}
+	img := buildImage(t, kindRR, tree, "config-2")
+	got, err := ReadFiles(context.Background(), img, ReadOptions{})
+	if err != nil {
+		t.Fatalf("ReadFiles: %v", err)
+	}
+	if diff := cmp.Diff(wantFiles(t, tree, "2015-10-16", img, FSISO9660), got); diff != "" {
+		t.Errorf("ReadFiles (-want +got):\n%s", diff)
+	}
+}
+
 // corruptISORoots overwrites the root directory extents of the primary
 // and Joliet trees with garbage.
 func corruptISORoots(t *testing.T, img string) {
