@@ -40,7 +40,7 @@ func ReadMounted(ctx context.Context, device, fstype string, o ReadOptions) (Fil
 
 func readMounted(ctx context.Context, m mounter, device, fstype string, o ReadOptions) (files Files, err error) {
 	if err := ctx.Err(); err != nil {
-		return Files{}, err
+		return Files{}, fmt.Errorf("mount %s: %w", device, err)
 	}
 	if fstype != FSISO9660 && fstype != FSVFAT {
 		return Files{}, fmt.Errorf("mount %s: filesystem type %q: %w", device, fstype, ErrUnknownFS)

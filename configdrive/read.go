@@ -68,7 +68,7 @@ type driveReader struct {
 
 func (d driveReader) read(ctx context.Context, path string, o ReadOptions) (Files, error) {
 	if err := ctx.Err(); err != nil {
-		return Files{}, err
+		return Files{}, fmt.Errorf("read %s: %w", path, err)
 	}
 	p, files, uerr := readUserspaceCtx(ctx, path)
 	if uerr == nil {
