@@ -8,13 +8,12 @@ import (
 	"testing"
 
 	"github.com/notos-agent/notos-agent/internal/testenv"
-	"github.com/notos-agent/notos-agent/internal/vm"
 )
 
 // BenchmarkReadImage decompresses Debian's xfs.ko (4 MiB, its largest
 // module) as the userspace fallback does.
 func BenchmarkReadImage(b *testing.B) {
-	k := vm.FetchKernel(b)
+	k := fetchKernel(b)
 	img, err := os.ReadFile(filepath.Join(k.ModulesDir, "kernel/fs/xfs/xfs.ko"))
 	if err != nil {
 		b.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/notos-agent/notos-agent/internal/testenv"
-	"github.com/notos-agent/notos-agent/internal/vm"
 )
 
 // debianModules are the loadable modules the QEMU test loads from Debian's
@@ -36,7 +35,7 @@ var debianModules = map[string]string{
 // only debianModules; otherwise the whole tree is linked in as shipped.
 func debianSystem(t *testing.T, compress func(name string) (ext, tool string, args []string)) *fakeSystem {
 	t.Helper()
-	k := vm.FetchKernel(t)
+	k := fetchKernel(t)
 	depmod := testenv.RequireCommands(t, "depmod")["depmod"]
 	s := newFakeSystem(t)
 	s.release = k.Release
@@ -155,7 +154,7 @@ func checkDebian(t *testing.T, want []outcome, results []Result) {
 		t.Errorf("results (-want +got):\n%s", diff)
 	}
 	modinfo := testenv.RequireCommands(t, "modinfo")["modinfo"]
-	k := vm.FetchKernel(t)
+	k := fetchKernel(t)
 	seen := map[string]bool{}
 	for _, r := range results {
 		if r.Outcome == Loaded {

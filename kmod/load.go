@@ -29,6 +29,9 @@ type Loader struct {
 	Kernel Kernel
 	// DryRun resolves and reports but loads nothing (WouldLoad).
 	DryRun bool
+	// Report, when set, gets each Result as soon as it is known, so that a
+	// console shows progress even if a module's init never returns.
+	Report func(Result)
 
 	tree string // the module tree found, relative to Root
 	idx  *index
@@ -187,12 +190,20 @@ func (l *Loader) Load(ctx context.Context, specs ...string) []Result {
 			err = fmt.Errorf("bad module name %q", name)
 		}
 		if err != nil {
-			r.results = append(r.results, Result{Name: name, Module: normalize(name), Params: params, Outcome: Failed, Err: err})
+			r.add(Result{Name: name, Module: normalize(name), Params: params, Outcome: Failed, Err: err})
 			continue
 		}
 		r.named(name, params)
 	}
 	return r.results
+}
+
+// add records a Result and reports it.
+func (r *run) add(res Result) {
+	r.results = append(r.results, res)
+	if r.Report != nil {
+		r.Report(res)
+	}
 }
 
 // named handles one name that was asked for.
@@ -211,7 +222,7 @@ func (r *run) named(name, params string) {
 			if res.Outcome == Loaded {
 				res.Outcome = AlreadyLoaded
 			}
-			r.results = append(r.results, res)
+			r.add(res)
 			continue
 		}
 		r.module(m, name, params, false)
@@ -230,7 +241,7 @@ func (r *run) module(m, name, params string, dep bool) *Result {
 	finish := func(start time.Time) *Result {
 		res.Duration = time.Since(start)
 		r.done[m] = res
-		r.results = append(r.results, *res)
+		r.add(*res)
 		return res
 	}
 	start := time.Now()

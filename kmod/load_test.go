@@ -368,6 +368,28 @@ func TestLoadFailures(t *testing.T) {
 	}
 }
 
+// TestLoadReport: Report sees every Result, in order, as soon as it is
+// decided: after the kernel call that decided it, before the next one.
+func TestLoadReport(t *testing.T) {
+	s := newFakeSystem(t)
+	virtioTree(s)
+	l := s.loader()
+	var reported []Result
+	var callsSoFar []int
+	l.Report = func(r Result) {
+		reported = append(reported, r)
+		callsSoFar = append(callsSoFar, len(s.kernel.calls))
+	}
+	results := l.Load(context.Background(), "isofs", "nosuch", "af_packet", "isofs", "failover")
+	if diff := cmp.Diff(outcomes(results), outcomes(reported)); diff != "" {
+		t.Errorf("reported (-returned +reported):\n%s", diff)
+	}
+	// cdrom, isofs, nosuch, af_packet, isofs again, failover.
+	if diff := cmp.Diff([]int{1, 2, 2, 2, 2, 3}, callsSoFar); diff != "" {
+		t.Errorf("kernel calls made when each result was reported (-want +got):\n%s", diff)
+	}
+}
+
 func TestLoadParams(t *testing.T) {
 	s := newFakeSystem(t)
 	virtioTree(s)

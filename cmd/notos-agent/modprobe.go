@@ -25,7 +25,9 @@ func cmdModprobe(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	l := &kmod.Loader{Dir: *dir, DryRun: *dryRun}
+	// Each line is printed as soon as it is known: if a module's init
+	// hangs, the console still shows how far loading got.
+	l := &kmod.Loader{Dir: *dir, DryRun: *dryRun, Report: func(r kmod.Result) { fmt.Fprintln(stdout, r) }}
 	tree, err := l.ModulesDir()
 	if err != nil {
 		return fail(stderr, "modprobe", err)
@@ -33,7 +35,6 @@ func cmdModprobe(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "modules: %s\n", tree)
 	code := 0
 	for _, r := range l.Load(context.Background(), specs...) {
-		fmt.Fprintln(stdout, r)
 		if !r.Dep && !r.Present() {
 			code = fail(stderr, "modprobe "+r.Name, r.Err)
 		}
