@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"testing"
 
 	"github.com/notos-agent/notos-agent/internal/testenv"
 )
@@ -19,9 +18,9 @@ import (
 // Ext4Image makes a raw ext4 image of sizeMiB holding the contents of dir
 // (mke2fs -d), with the file system label label (blkid's LABEL=, e.g.
 // "rootfs" for DigitalOcean's layout). Owners and modes come from dir.
-func Ext4Image(t testing.TB, dir, label string, sizeMiB int) string {
+func Ext4Image(t TB, dir, label string, sizeMiB int) string {
 	t.Helper()
-	mke2fs := testenv.RequireCommands(t, "mke2fs")["mke2fs"]
+	mke2fs := requireCommands(t, "mke2fs")["mke2fs"]
 	img := filepath.Join(t.TempDir(), label+".ext4")
 	cmd := exec.Command(mke2fs, "-q", "-F", "-t", "ext4", "-L", label, "-d", dir, img, strconv.Itoa(sizeMiB)+"M")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -56,9 +55,9 @@ func Ext4ReadFile(image, path string) ([]byte, error) {
 // ISOImage makes an ISO9660 image of dir with genisoimage, volume label
 // label and extra flags: OpenStack writes config drives with
 // ISOImage(t, dir, "config-2", "-r", "-J") (Rock Ridge and Joliet names).
-func ISOImage(t testing.TB, dir, label string, flags ...string) string {
+func ISOImage(t TB, dir, label string, flags ...string) string {
 	t.Helper()
-	genisoimage := testenv.RequireCommands(t, "genisoimage")["genisoimage"]
+	genisoimage := requireCommands(t, "genisoimage")["genisoimage"]
 	img := filepath.Join(t.TempDir(), label+".iso")
 	args := append([]string{"-quiet", "-V", label, "-o", img}, flags...)
 	if out, err := exec.Command(genisoimage, append(args, dir)...).CombinedOutput(); err != nil {
@@ -69,7 +68,7 @@ func ISOImage(t testing.TB, dir, label string, flags ...string) string {
 
 // WriteTree writes files (path relative to dir → contents) under dir,
 // creating directories, and returns dir: the source of an image.
-func WriteTree(t testing.TB, dir string, files map[string]string) string {
+func WriteTree(t TB, dir string, files map[string]string) string {
 	t.Helper()
 	for name, data := range files {
 		p := filepath.Join(dir, filepath.FromSlash(name))

@@ -19,12 +19,12 @@ import (
 // and packed as a newc cpio archive that QEMU hands to the kernel. Every
 // method takes guest paths ("/bin/sh"); a failure fails the test.
 type Initramfs struct {
-	t   testing.TB
+	t   TB
 	dir string
 }
 
 // NewInitramfs starts an empty root with the usual mount points.
-func NewInitramfs(t testing.TB) *Initramfs {
+func NewInitramfs(t TB) *Initramfs {
 	t.Helper()
 	r := &Initramfs{t: t, dir: t.TempDir()}
 	for _, d := range []string{"bin", "sbin", "dev", "etc", "proc", "sys", "run", "tmp", "mnt", "root"} {
@@ -94,10 +94,15 @@ func (r *Initramfs) AddInit(script string) {
 }
 
 // AddAgent installs the static notos-agent binary (testenv.AgentBinary) as
-// /bin/notos-agent and returns that guest path.
+// /bin/notos-agent and returns that guest path. Outside a test, copy a
+// built binary with CopyFile.
 func (r *Initramfs) AddAgent() string {
 	r.t.Helper()
-	r.CopyFile("/bin/notos-agent", testenv.AgentBinary(r.t))
+	tt, ok := r.t.(testing.TB)
+	if !ok {
+		r.t.Fatalf("initramfs: AddAgent builds the agent for a test; copy a built one with CopyFile")
+	}
+	r.CopyFile("/bin/notos-agent", testenv.AgentBinary(tt))
 	return "/bin/notos-agent"
 }
 
@@ -106,7 +111,7 @@ func (r *Initramfs) AddAgent() string {
 // (/bin/sh, /sbin/poweroff, /usr/bin/awk, ...).
 func (r *Initramfs) AddBusybox() {
 	r.t.Helper()
-	bin := testenv.RequireCommands(r.t, "busybox")["busybox"]
+	bin := requireCommands(r.t, "busybox")["busybox"]
 	r.AddHostBinary("/bin/busybox", bin)
 	out, err := exec.Command(bin, "--list-full").Output()
 	if err != nil {
@@ -130,7 +135,7 @@ func (r *Initramfs) AddBusybox() {
 // ctrl-alt-delete") runs /etc/runit/ctrlaltdel and then stage 3.
 func (r *Initramfs) AddRunit() {
 	r.t.Helper()
-	paths := testenv.RequireCommands(r.t, "runit", "runsvdir", "runsv", "sv", "chpst", "svlogd")
+	paths := requireCommands(r.t, "runit", "runsvdir", "runsv", "sv", "chpst", "svlogd")
 	r.AddHostBinary("/sbin/runit", paths["runit"])
 	for _, p := range []string{"runsvdir", "runsv", "sv", "chpst", "svlogd"} {
 		r.AddHostBinary("/usr/bin/"+p, paths[p])
@@ -244,7 +249,7 @@ func (r *Initramfs) AddModules(k *Kernel, c Compression, names ...string) []stri
 	if cmd := c.compressor(); cmd != nil {
 		tools = append(tools, cmd[0])
 	}
-	paths := testenv.RequireCommands(r.t, tools...)
+	paths := requireCommands(r.t, tools...)
 	rels, err := k.ModuleClosure(names...)
 	if err != nil {
 		r.t.Fatalf("initramfs: %v", err)

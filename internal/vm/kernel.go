@@ -11,9 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"testing"
-
-	"github.com/notos-agent/notos-agent/internal/testenv"
 )
 
 // Kernel is an unpacked Debian cloud kernel package: the bzImage QEMU boots
@@ -85,14 +82,14 @@ func moduleRoot() (string, error) {
 // FetchKernel returns the Debian cloud kernel fetched (and cached) by
 // scripts/fetch-kernel.sh. The script runs once per test binary. When it
 // fails the test is skipped, or fails under CI.
-func FetchKernel(t testing.TB) *Kernel {
+func FetchKernel(t TB) *Kernel {
 	t.Helper()
 	if _, err := exec.LookPath("apt-get"); err != nil {
-		testenv.Unavailable(t, "needs apt-get to fetch the Debian cloud kernel")
+		unavailable(t, "needs apt-get to fetch the Debian cloud kernel")
 	}
 	k, err := fetchKernel()
 	if err != nil {
-		testenv.Unavailable(t, "Debian cloud kernel: %v", err)
+		unavailable(t, "Debian cloud kernel: %v", err)
 	}
 	return k
 }

@@ -2,6 +2,7 @@ package vm
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -212,5 +213,50 @@ func TestISOImage(t *testing.T) {
 	}
 	if string(data) != `{"uuid":"1"}` {
 		t.Errorf("meta_data.json from the ISO = %q", data)
+	}
+}
+
+// programTB is a TB outside go test, as a demo program would write one:
+// Fatalf stops the caller (here by a panic the test recovers).
+type programTB struct {
+	t     *testing.T // where its logs and temporary directories go
+	fatal string
+}
+
+func (p *programTB) Helper()                           {}
+func (p *programTB) Logf(format string, args ...any)   { p.t.Logf(format, args...) }
+func (p *programTB) Errorf(format string, args ...any) { p.t.Errorf(format, args...) }
+func (p *programTB) Failed() bool                      { return p.t.Failed() }
+func (p *programTB) TempDir() string                   { return p.t.TempDir() }
+func (p *programTB) Cleanup(f func())                  { p.t.Cleanup(f) }
+
+type stopped struct{}
+
+func (p *programTB) Fatalf(format string, args ...any) {
+	p.fatal = fmt.Sprintf(format, args...)
+	panic(stopped{})
+}
+
+// TestProgramTB: without a testing.TB a missing program stops the caller
+// with a message naming it, instead of skipping.
+func TestProgramTB(t *testing.T) {
+	p := &programTB{t: t}
+	var tb TB = p
+	if _, isTest := tb.(testing.TB); isTest {
+		t.Fatal("programTB must not be a testing.TB for this test to mean anything")
+	}
+	if got := requireCommands(tb, "sh")["sh"]; got == "" {
+		t.Errorf("requireCommands(sh) found nothing")
+	}
+	func() {
+		defer func() {
+			if r := recover(); r != (stopped{}) {
+				t.Errorf("requireCommands of a missing program did not stop: recover() = %v", r)
+			}
+		}()
+		requireCommands(tb, "no-such-program-vmtest")
+	}()
+	if !strings.Contains(p.fatal, "no-such-program-vmtest") {
+		t.Errorf("fatal message %q does not name the missing program", p.fatal)
 	}
 }

@@ -26,10 +26,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
-
-	"github.com/notos-agent/notos-agent/internal/testenv"
 )
 
 // BaseCmdline starts every kernel command line: the console on the first
@@ -82,7 +79,7 @@ type Net struct {
 
 // VM is a running QEMU. Its console is read into memory line by line.
 type VM struct {
-	t         testing.TB
+	t         TB
 	cmd       *exec.Cmd
 	start     time.Time
 	hostPorts map[int]int
@@ -105,9 +102,9 @@ var panicLine = regexp.MustCompile(`Kernel panic - not syncing`)
 // Boot starts QEMU; the VM is killed when ctx ends or the test ends. It
 // fails the test when QEMU cannot start and skips it (fails under CI) when
 // qemu-system-x86_64 is missing.
-func Boot(ctx context.Context, t testing.TB, cfg Config) *VM {
+func Boot(ctx context.Context, t TB, cfg Config) *VM {
 	t.Helper()
-	qemu := testenv.RequireCommands(t, "qemu-system-x86_64")["qemu-system-x86_64"]
+	qemu := requireCommands(t, "qemu-system-x86_64")["qemu-system-x86_64"]
 	v := &VM{t: t, hostPorts: map[int]int{}, changed: make(chan struct{}), done: make(chan struct{})}
 	// A socket path must fit in sun_path (108 bytes): t.TempDir() of a
 	// subtest with a long name may not.
