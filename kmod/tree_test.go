@@ -3,11 +3,13 @@ package kmod
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/notos-agent/notos-agent/internal/testenv"
 )
 
 func TestModulesDir(t *testing.T) {
@@ -53,6 +55,23 @@ func TestModulesDir(t *testing.T) {
 				t.Errorf("ModulesDir() error %q, want one starting %q", gotErr, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestReleaseFromUname: with no Release, the tree is the running kernel's,
+// as `uname -r` names it.
+func TestReleaseFromUname(t *testing.T) {
+	out, err := exec.Command("uname", "-r").Output()
+	if err != nil {
+		testenv.Unavailable(t, "uname -r: %v", err)
+	}
+	rel := strings.TrimSpace(string(out))
+	t.Setenv("MODULE_DIR", "")
+	s := newFakeSystem(t)
+	s.write("/usr/lib/modules/"+rel+"/modules.dep", nil)
+	got, err := (&Loader{Root: s.root}).ModulesDir()
+	if want := "/usr/lib/modules/" + rel; got != want || err != nil {
+		t.Errorf("ModulesDir() = %q, %v; want %q", got, err, want)
 	}
 }
 
