@@ -1,34 +1,26 @@
 package kmod
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 )
 
-// candidate is a place the module tree may be, and why it is looked at.
-type candidate struct {
-	dir, why string
-}
-
 // candidates lists where modprobe-like tools look for the tree of a
 // release, in order. moduleDirEnv is $MODULE_DIR: NixOS's kmod reads it as
 // the directory holding <release>/ (NixOS sets it to
 // /run/booted-system/kernel-modules/lib/modules); a value that is itself a
 // tree is taken as such.
-func candidates(release, moduleDirEnv string) []candidate {
-	var c []candidate
+func candidates(release, moduleDirEnv string) []string {
+	var c []string
 	if moduleDirEnv != "" {
-		c = append(c,
-			candidate{filepath.Join(moduleDirEnv, release), "$MODULE_DIR"},
-			candidate{moduleDirEnv, "$MODULE_DIR"})
+		c = append(c, filepath.Join(moduleDirEnv, release), moduleDirEnv)
 	}
 	return append(c,
-		candidate{"/lib/modules/" + release, "/lib/modules"},
-		candidate{"/usr/lib/modules/" + release, "/usr/lib/modules"},
-		candidate{"/run/booted-system/kernel-modules/lib/modules/" + release, "NixOS booted system"},
+		"/lib/modules/"+release,
+		"/usr/lib/modules/"+release,
+		"/run/booted-system/kernel-modules/lib/modules/"+release,
 	)
 }
 
@@ -42,13 +34,13 @@ func findTree(root, release, moduleDirEnv string) (string, error) {
 	firstDir := ""
 	var tried []string
 	for _, c := range candidates(release, moduleDirEnv) {
-		dir := filepath.Join(root, c.dir)
-		tried = append(tried, c.dir)
+		dir := filepath.Join(root, c)
+		tried = append(tried, c)
 		if fi, err := os.Stat(filepath.Join(dir, "modules.dep")); err == nil && fi.Mode().IsRegular() {
-			return c.dir, nil
+			return c, nil
 		}
 		if fi, err := os.Stat(dir); err == nil && fi.IsDir() && firstDir == "" {
-			firstDir = c.dir
+			firstDir = c
 		}
 	}
 	if firstDir != "" {
@@ -64,7 +56,7 @@ func explicitTree(root, dir string) (string, error) {
 		return "", fmt.Errorf("module tree: %w", err)
 	}
 	if !fi.IsDir() {
-		return "", fmt.Errorf("module tree %s: %w", dir, errors.New("not a directory"))
+		return "", fmt.Errorf("module tree %s: not a directory", dir)
 	}
 	return dir, nil
 }
