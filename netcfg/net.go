@@ -46,6 +46,9 @@ type LinkOutcome struct {
 // took, or why it failed.
 func (o LinkOutcome) String() string {
 	took := o.Took.Round(10 * time.Microsecond)
+	if took > time.Second {
+		took = took.Round(time.Millisecond)
+	}
 	if o.Err != nil {
 		return fmt.Sprintf("%s: not configured after %s: %v", o.Link, took, o.Err)
 	}
@@ -82,6 +85,9 @@ func Up(ctx context.Context, h *netlink.Handle, o UpOptions) (UpResult, error) {
 	var res UpResult
 	if o.Mode == "" {
 		o.Mode = ModeAuto
+	}
+	if o.DHCP.Logf == nil {
+		o.DHCP.Logf = o.Logf
 	}
 	if o.Mode == ModeOff {
 		return res, nil
