@@ -141,7 +141,7 @@ func moduleName(p string) (string, error) {
 	}
 	base := path.Base(p)
 	for _, ext := range []string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"} {
-		if name, ok := strings.CutSuffix(base, ext); ok && name != "" {
+		if name, ok := strings.CutSuffix(base, ext); ok && validName(name) {
 			return normalize(name), nil
 		}
 	}

@@ -102,6 +102,7 @@ func TestParseMalformed(t *testing.T) {
 		{"modules.dep", "a.txt: b.ko\n", `modules.dep line 1: malformed line: "a.txt" is not a .ko, .ko.xz, .ko.zst or .ko.gz file`},
 		{"modules.dep", "a.ko: ../../etc/x.ko\n", `modules.dep line 1: malformed line: module path "../../etc/x.ko" leaves the tree`},
 		{"modules.dep", "a.ko: .ko\n", `modules.dep line 1: malformed line: ".ko" is not a .ko`},
+		{"modules.dep", "kernel/..ko:\n", `modules.dep line 1: malformed line: "kernel/..ko" is not a .ko`},
 		{"modules.dep", "kernel/" + strings.Repeat("x", 100) + "\n", `modules.dep line 1: malformed line: no ':': "kernel/xxxxxxxx`},
 		{"modules.alias", "alias a b\nalias only-two\n", `modules.alias line 2: malformed line: want "alias PATTERN MODULE"`},
 		{"modules.alias", "options x y=1\n", `modules.alias line 1: malformed line`},
