@@ -160,12 +160,27 @@ func (r HostnameResult) Summary() string {
 
 // InstallHostname picks the host name from md (ChooseHostname), writes
 // <Root>/etc/hostname atomically and, when Root is "/", sets the kernel's
-// host name. Metadata naming no host changes nothing.
+// host name. Each is tried even when the other fails: a NixOS-style
+// /etc/hostname that is a symbolic link into a read-only store is refused
+// (atomicfile.ErrSymlink), yet the running system still gets its name.
+// Metadata naming no host changes nothing.
 func InstallHostname(md *configdrive.Metadata, o HostnameOptions) (HostnameResult, error) {
 	root := o.Root
 	if root == "" {
 		root = "/"
 	}
+	kernel := o.Kernel
+	if filepath.Clean(root) != "/" {
+		kernel = nil // an image prepared offline: not the running kernel
+	} else if kernel == nil {
+		kernel = UTSHostname{}
+	}
+	return installHostname(md, root, kernel)
+}
+
+// installHostname writes root/etc/hostname and, when kernel is not nil,
+// sets the kernel's host name.
+func installHostname(md *configdrive.Metadata, root string, kernel KernelHostname) (HostnameResult, error) {
 	res := HostnameResult{Path: filepath.Join(root, "etc/hostname")}
 	name, field, err := ChooseHostname(md)
 	if err != nil || name == "" {
@@ -173,27 +188,28 @@ func InstallHostname(md *configdrive.Metadata, o HostnameOptions) (HostnameResul
 	}
 	res.Name, res.Field = name, field
 	// UID/GID -1: owned by whoever runs us, root at boot.
-	res.Changed, err = atomicfile.Write(res.Path, []byte(name+"\n"), atomicfile.Options{Perm: 0o644, UID: -1, GID: -1, DirPerm: 0o755})
-	if err != nil {
-		return res, err
+	changed, fileErr := atomicfile.Write(res.Path, []byte(name+"\n"), atomicfile.Options{Perm: 0o644, UID: -1, GID: -1, DirPerm: 0o755})
+	res.Changed = changed
+	if kernel == nil {
+		return res, fileErr
 	}
-	if filepath.Clean(root) != "/" {
-		return res, nil
-	}
-	k := o.Kernel
-	if k == nil {
-		k = UTSHostname{}
-	}
+	kchanged, kernelErr := setKernelHostname(kernel, name)
+	res.Kernel = kernelErr == nil
+	res.Changed = res.Changed || kchanged
+	return res, errors.Join(kernelErr, fileErr)
+}
+
+// setKernelHostname sets the kernel's host name unless it is name already.
+func setKernelHostname(k KernelHostname, name string) (changed bool, err error) {
 	cur, err := k.Hostname()
 	if err != nil {
-		return res, err
+		return false, err
 	}
-	if cur != name {
-		if err := k.SetHostname(name); err != nil {
-			return res, err
-		}
-		res.Changed = true
+	if cur == name {
+		return false, nil
 	}
-	res.Kernel = true
-	return res, nil
+	if err := k.SetHostname(name); err != nil {
+		return false, err
+	}
+	return true, nil
 }

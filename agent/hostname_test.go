@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/notos-agent/notos-agent/configdrive"
+	"github.com/notos-agent/notos-agent/internal/atomicfile"
 	"github.com/notos-agent/notos-agent/internal/testenv"
 )
 
@@ -172,6 +173,33 @@ func TestInstallHostnameNoneLeavesFile(t *testing.T) {
 	}
 	if got := readFile(t, filepath.Join(root, "etc/hostname")); got != "old\n" {
 		t.Errorf("etc/hostname = %q after a bad name, want it untouched", got)
+	}
+}
+
+// TestInstallHostnameSymlinkedFile: an /etc/hostname that is a link (as
+// NixOS makes it, into a read-only store) is refused and its target left
+// alone, but the kernel still gets the name.
+func TestInstallHostnameSymlinkedFile(t *testing.T) {
+	root, store := t.TempDir(), t.TempDir()
+	target := filepath.Join(store, "hostname")
+	writeFile(t, target, "nixos\n", 0o444)
+	writeFile(t, filepath.Join(root, "etc/.keep"), "", 0o644)
+	if err := os.Symlink(target, filepath.Join(root, "etc/hostname")); err != nil {
+		t.Fatal(err)
+	}
+	spy := &kernelSpy{name: "nixos"}
+	res, err := installHostname(&configdrive.Metadata{Hostname: "web-1"}, root, spy)
+	if !errors.Is(err, atomicfile.ErrSymlink) {
+		t.Errorf("installHostname = %v, want ErrSymlink", err)
+	}
+	if diff := cmp.Diff([]string{"web-1"}, spy.sets); diff != "" {
+		t.Errorf("kernel host name calls (-want +got):\n%s", diff)
+	}
+	if !res.Kernel || !res.Changed {
+		t.Errorf("result %+v, want the kernel set and changed", res)
+	}
+	if got := readFile(t, target); got != "nixos\n" {
+		t.Errorf("link target = %q, want it untouched", got)
 	}
 }
 
