@@ -31,6 +31,8 @@ var (
 	kindFAT12         = imageKind{"mkfs.vfat FAT12", FSVFAT, "CONFIG-2", fatBuilder("-F", "12")}
 	kindFAT16         = imageKind{"mkfs.vfat FAT16", FSVFAT, "CONFIG-2", fatBuilder("-F", "16", "-s", "1")}
 	kindFAT32         = imageKind{"mkfs.vfat FAT32", FSVFAT, "CONFIG-2", fatBuilder("-F", "32", "-s", "1")}
+	// One FAT copy: valid, mounted by the kernel, beyond go-diskfs v1.9.4.
+	kindFAT12OneFAT = imageKind{"mkfs.vfat FAT12 -f 1", FSVFAT, "CONFIG-2", fatBuilder("-F", "12", "-f", "1")}
 
 	imageKinds = []imageKind{kindRR, kindXorriso, kindJoliet, kindXorrisoJoliet, kindRockRidge, kindFAT12, kindFAT16, kindFAT32}
 )

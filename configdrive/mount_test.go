@@ -86,6 +86,13 @@ func TestReadFilesKernelFallback(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	oneFAT := buildImage(t, kindFAT12OneFAT, doLayout, "CONFIG-2")
+	noOpenStack := filepath.Join(t.TempDir(), "empty")
+	if err := os.Mkdir(noOpenStack, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	noOpenStackImg := buildImage(t, kindRR, noOpenStack, "config-2")
+
 	tests := []struct {
 		name      string
 		img       string
@@ -114,6 +121,23 @@ func TestReadFilesKernelFallback(t *testing.T) {
 			block:     true,
 			mnt:       fakeMounter{tree: doLayout},
 			wantCalls: []string{"mount " + fatBroken + " vfat ro,nosuid,nodev,noexec ", "unmount"},
+		},
+		{
+			name:      "one FAT copy, block device: kernel vfat",
+			img:       oneFAT,
+			block:     true,
+			mnt:       fakeMounter{tree: doLayout},
+			wantCalls: []string{"mount " + oneFAT + " vfat ro,nosuid,nodev,noexec ", "unmount"},
+		},
+		{
+			// The kernel is the reference: it is asked even when userspace
+			// found no openstack/ (here it finds none either).
+			name:      "no openstack/ on a block device: the kernel has a say",
+			img:       noOpenStackImg,
+			block:     true,
+			mnt:       fakeMounter{tree: noOpenStack},
+			wantCalls: []string{"mount " + noOpenStackImg + " iso9660 ro,nosuid,nodev,noexec ", "unmount"},
+			wantErr:   "no openstack",
 		},
 		{
 			name:    "image file: no kernel fallback",

@@ -29,6 +29,7 @@ type probeResult struct {
 	labels  []string
 	joliet  bool // ISO9660 with a Joliet supplementary descriptor
 	fatBits int  // 12, 16 or 32 for vfat
+	fats    int  // number of FAT copies (vfat)
 }
 
 func (p probeResult) matches(label string) bool {
@@ -254,7 +255,7 @@ func probeFAT(r io.ReaderAt) (probeResult, bool, error) {
 	if !ok {
 		return p, false, nil
 	}
-	p.fstype, p.fatBits = FSVFAT, b.bits
+	p.fstype, p.fatBits, p.fats = FSVFAT, b.bits, int(b.numFATs)
 	p.label = b.bootLabel
 	// The root directory's volume-label entry is what Windows and the
 	// kernel's vfat show and what mlabel changes; blkid prefers it too.

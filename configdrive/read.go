@@ -82,9 +82,11 @@ func (d driveReader) read(ctx context.Context, path string, o ReadOptions) (File
 	if err != nil {
 		return Files{}, fmt.Errorf("read %s: %w", path, errors.Join(uerr, err))
 	}
-	if !block || isContentError(uerr) {
+	if !block {
 		return Files{}, fmt.Errorf("read %s (%s): %w", path, p.fstype, uerr)
 	}
+	// On a block device the kernel is the reference reader: whatever the
+	// userspace readers could not read, or may have misread, it gets a say.
 	files, kerr := readMounted(ctx, d.mnt, path, p.fstype, o)
 	if kerr != nil {
 		return Files{}, fmt.Errorf("read %s (%s) in userspace: %v; with the kernel: %w", path, p.fstype, uerr, kerr)
@@ -169,6 +171,12 @@ func readUserspace(r io.ReaderAt, p probeResult) (Files, error) {
 		}
 		return files, nil
 	case FSVFAT:
+		// go-diskfs v1.9.4 places the root directory and data after
+		// exactly two FATs; with one (mkfs.vfat -f 1) it would read the
+		// wrong sectors and report a wrong tree.
+		if p.fats != 2 {
+			return Files{}, fmt.Errorf("go-diskfs reads only FAT filesystems with 2 FAT copies, this one has %d: %w", p.fats, errors.ErrUnsupported)
+		}
 		return guarded(func() (Files, error) {
 			var fsys fs.FS
 			var err error
@@ -189,9 +197,9 @@ func readUserspace(r io.ReaderAt, p probeResult) (Files, error) {
 	return Files{}, fmt.Errorf("read %s: %w", p.fstype, ErrUnknownFS)
 }
 
-// isContentError tells the drive's faults from the reader's: another
-// reader of the same filesystem would find the same oversized file or
-// missing directory, so there is no point in trying one.
+// isContentError tells the drive's faults from the reader's: the Joliet
+// tree of an ISO would show the same oversized file or missing directory
+// as its Rock Ridge tree, so there is no point in reading it.
 func isContentError(err error) bool {
 	return errors.Is(err, ErrNoOpenStack) || errors.Is(err, ErrNoMetaData) || errors.Is(err, ErrFileTooLarge)
 }

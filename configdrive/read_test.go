@@ -228,6 +228,12 @@ func TestReadFilesBadInput(t *testing.T) {
 			wantErr: []string{"openstack/latest/meta_data.json"},
 		},
 		{
+			name:    "FAT with one FAT copy (an image file: no kernel fallback)",
+			kind:    kindFAT12OneFAT,
+			is:      errors.ErrUnsupported,
+			wantErr: []string{"2 FAT copies"},
+		},
+		{
 			name:    "vendor_data.json over 1 MiB (ISO)",
 			kind:    iso,
 			tree:    bigVendorData,
