@@ -18,9 +18,9 @@ import (
 	"unicode/utf8"
 )
 
-// Versions are the openstack/ directories written, all with the same
+// versions are the openstack/ directories written, all with the same
 // content, as DigitalOcean does (see ../shared/seeds/digital-ocean.md).
-var Versions = []string{"2012-08-10", "2015-10-16", "latest"}
+var versions = [...]string{"2012-08-10", "2015-10-16", "latest"}
 
 // MaxFileSize is the largest file Files writes: configdrive reads at most
 // 1 MiB of each file, so a bigger one would make a drive the agent refuses.
@@ -104,8 +104,8 @@ type doFeatures struct {
 
 // Files returns the files of the drive s describes, by slash-separated path
 // from the drive's root: openstack/<v>/{meta_data.json, network_data.json,
-// vendor_data.json, user_data} for every v in Versions and, with
-// DigitalOcean, digitalocean_meta_data.json.
+// vendor_data.json, user_data} for v in 2012-08-10, 2015-10-16 and latest,
+// all three the same, and, with DigitalOcean, digitalocean_meta_data.json.
 func Files(s Spec) (map[string][]byte, error) {
 	if s.UUID == "" {
 		return nil, errors.New("build meta_data.json: uuid is empty")
@@ -167,7 +167,7 @@ func Files(s Spec) (map[string][]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build meta_data.json: %w", err)
 	}
-	for _, v := range Versions {
+	for _, v := range versions {
 		dir := "openstack/" + v + "/"
 		files[dir+"meta_data.json"] = metaJSON
 		files[dir+"network_data.json"] = network
