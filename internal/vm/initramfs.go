@@ -220,7 +220,7 @@ const (
 	Uncompressed Compression = ""
 	XZ           Compression = "xz"  // .ko.xz, as kmod expects: xz --check=crc32
 	Zstd         Compression = "zst" // .ko.zst
-	Gzip         Compression = "gz"  // .ko.gz
+	Gzip         Compression = "gz"  // .ko.gz: needs a depmod built with zlib, unlike Debian 12's
 )
 
 // compressor is the host command writing the compressed file to stdout;
@@ -280,6 +280,23 @@ func (r *Initramfs) AddModules(k *Kernel, c Compression, names ...string) []stri
 	}
 	if out, err := exec.Command(paths["depmod"], "-b", r.dir, k.Release).CombinedOutput(); err != nil {
 		r.t.Fatalf("initramfs: depmod -b %s %s: %v\n%s", r.dir, k.Release, err, out)
+	}
+	// depmod silently skips files of a compression it was built without
+	// (Debian 12's kmod has no zlib: .ko.gz).
+	dep, err := os.ReadFile(r.HostPath(guestDir + "/modules.dep"))
+	if err != nil {
+		r.t.Fatalf("initramfs: %v", err)
+	}
+	indexed := map[string]bool{}
+	for line := range strings.Lines(string(dep)) {
+		if path, _, ok := strings.Cut(line, ":"); ok {
+			indexed[path] = true
+		}
+	}
+	for _, f := range copied {
+		if !indexed[f] {
+			r.t.Fatalf("initramfs: depmod -b %s %s left %s out of modules.dep (built without its compression?)", r.dir, k.Release, f)
+		}
 	}
 	return copied
 }
