@@ -28,7 +28,7 @@ func ReadKeys(path string) ([]string, error) {
 func ParseAuthorizedKeys(name string, data []byte) ([]string, error) {
 	var keys []string
 	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64*1024), 1<<20) // an 16384-bit RSA key is ~2.8 KB; leave room
+	sc.Buffer(make([]byte, 64*1024), 1<<20) // a 16384-bit RSA key is ~2.8 KB; leave room
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
