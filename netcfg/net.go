@@ -101,7 +101,8 @@ func Up(ctx context.Context, h *netlink.Handle, o UpOptions) (UpResult, error) {
 	if err != nil {
 		return res, err
 	}
-	found, waitErr := WaitLinks(ctx, h, refs, WaitOptions{})
+	// Static addresses need no carrier; a DHCP exchange does.
+	found, waitErr := WaitLinks(ctx, h, refs, WaitOptions{NoCarrierOK: o.Mode == ModeStatic})
 	plan := ForLinks(md, found, o.Mode)
 	res.Warnings = append(res.Warnings, plan.Warnings[len(md.Warnings):]...)
 	var errs []error
@@ -166,11 +167,7 @@ func Up(ctx context.Context, h *netlink.Handle, o UpOptions) (UpResult, error) {
 					mu.Unlock()
 					return
 				}
-				dl := lease.Links[0]
-				// The static plan's IPv6 handling stays; the lease brings
-				// the IPv4 side.
-				dl.IPv6 = lp.IPv6
-				configure(dl, dl.Lease, lease.Warnings)
+				configure(withLease(lp, lease.Links[0]), lease.Links[0].Lease, lease.Warnings)
 			}()
 		}
 	}
@@ -201,6 +198,28 @@ func Up(ctx context.Context, h *netlink.Handle, o UpOptions) (UpResult, error) {
 		errs = append(errs, err)
 	}
 	return res, errors.Join(errs...)
+}
+
+// withLease is the metadata's plan for a DHCP link with the lease's IPv4
+// side: the lease's address, routes, DNS and MTU, and the metadata's IPv6
+// addresses and routes, IPv6 handling, and MTU when the lease sets none.
+func withLease(meta, lease LinkPlan) LinkPlan {
+	out := lease
+	out.IPv6 = meta.IPv6
+	if out.MTU == 0 {
+		out.MTU = meta.MTU
+	}
+	for _, a := range meta.Addrs {
+		if a.Prefix.Addr().Is6() {
+			out.Addrs = append(out.Addrs, a)
+		}
+	}
+	for _, r := range meta.Routes {
+		if r.Dst.Addr().Is6() {
+			out.Routes = append(out.Routes, r)
+		}
+	}
+	return out
 }
 
 // mergeDNS appends b's servers and search domains to a's, without
@@ -298,6 +317,9 @@ func watchCarrier(ctx context.Context, name string) (<-chan bool, error) {
 	}
 	out := make(chan bool, 4)
 	go func() {
+		// Nothing here should panic; if it did, the keeper would go on
+		// without link events rather than take the service down.
+		defer func() { recover() }()
 		last := true // the keeper starts on a link that is up
 		for u := range updates {
 			if u.Attrs() == nil || u.Attrs().Name != name {
