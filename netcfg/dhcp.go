@@ -104,11 +104,8 @@ func openDHCP(iface string, o DHCPOptions) (*dhcpClient, error) {
 		return nil, fmt.Errorf("link %s: hardware address %q is not Ethernet", iface, ifi.HardwareAddr)
 	}
 	conn, err := nclient4.NewRawUDPConn(iface, nclient4.ClientPort)
-	if errors.Is(err, unix.EAFNOSUPPORT) {
-		return nil, fmt.Errorf("open packet socket on %s: %w (kernel module af_packet missing?)", iface, err)
-	}
 	if err != nil {
-		return nil, fmt.Errorf("open packet socket on %s: %w", iface, err)
+		return nil, packetSocketError(iface, err)
 	}
 	// Retransmission is ours (RFC 2131 §4.1 with jitter): nclient4 sends
 	// once per call and waits until the per-attempt context ends.
@@ -125,6 +122,15 @@ func openDHCP(iface string, o DHCPOptions) (*dhcpClient, error) {
 		d.raw, _ = b.PacketConn.(syscall.Conn)
 	}
 	return d, nil
+}
+
+// packetSocketError names the call and the link, and the module to load
+// when the kernel has no AF_PACKET (EAFNOSUPPORT: af_packet not loaded).
+func packetSocketError(iface string, err error) error {
+	if errors.Is(err, unix.EAFNOSUPPORT) {
+		return fmt.Errorf("open packet socket on %s: %w (kernel module af_packet missing?)", iface, err)
+	}
+	return fmt.Errorf("open packet socket on %s: %w", iface, err)
 }
 
 // Close releases the socket (see DHCPOptions.Hand for its cost).

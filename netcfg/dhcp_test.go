@@ -1,8 +1,14 @@
 package netcfg
 
 import (
+	"errors"
+	"net"
+	"os"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestRetransmitDelay(t *testing.T) {
@@ -26,5 +32,18 @@ func TestRetransmitDelay(t *testing.T) {
 		if d := got - tt.want; d < -time.Microsecond || d > time.Microsecond {
 			t.Errorf("RetransmitDelay(%d, %v) = %s, want %s", tt.attempt, tt.r, got, tt.want)
 		}
+	}
+}
+
+func TestPacketSocketError(t *testing.T) {
+	// What mdlayher/packet returns when socket(AF_PACKET) fails.
+	missing := &net.OpError{Op: "listen", Net: "packet", Err: os.NewSyscallError("socket", unix.EAFNOSUPPORT)}
+	err := packetSocketError("eth0", missing)
+	if !errors.Is(err, unix.EAFNOSUPPORT) || !strings.Contains(err.Error(), "af_packet") || !strings.Contains(err.Error(), "eth0") {
+		t.Errorf("packetSocketError(EAFNOSUPPORT) = %v, want it to name eth0 and af_packet and wrap EAFNOSUPPORT", err)
+	}
+	other := packetSocketError("eth0", &net.OpError{Op: "listen", Net: "packet", Err: os.NewSyscallError("socket", unix.EPERM)})
+	if strings.Contains(other.Error(), "af_packet") {
+		t.Errorf("packetSocketError(EPERM) = %v, should not blame af_packet", other)
 	}
 }
