@@ -234,3 +234,54 @@ func checkObject(b []byte) error {
 	}
 	return nil
 }
+
+// Request is a drive to make from files on disk, as the mkdrive command
+// takes it.
+type Request struct {
+	Output          string
+	Format          Format
+	KeyFiles        []string // authorized_keys files, read by ReadKeys
+	NetworkDataFile string   // "" for DefaultNetworkData
+	UserDataFile    string   // "" for an empty user_data
+	// Spec holds the rest. An empty UUID gets RandomUUID or, with
+	// DigitalOcean, RandomDropletID.
+	Spec Spec
+}
+
+// Make reads the request's files, fills in the uuid and writes the drive.
+// It returns the Spec written.
+func Make(r Request) (Spec, error) {
+	s := r.Spec
+	for _, f := range r.KeyFiles {
+		keys, err := ReadKeys(f)
+		if err != nil {
+			return s, err
+		}
+		s.PublicKeys = append(s.PublicKeys, keys...)
+	}
+	var err error
+	if r.NetworkDataFile != "" {
+		if s.NetworkData, err = ReadNetworkData(r.NetworkDataFile); err != nil {
+			return s, err
+		}
+	}
+	if r.UserDataFile != "" {
+		if s.UserData, err = os.ReadFile(r.UserDataFile); err != nil {
+			return s, fmt.Errorf("read user data: %w", err)
+		}
+	}
+	if s.UUID == "" {
+		newID := RandomUUID
+		if s.DigitalOcean {
+			newID = RandomDropletID
+		}
+		if s.UUID, err = newID(); err != nil {
+			return s, err
+		}
+	}
+	files, err := Files(s)
+	if err != nil {
+		return s, err
+	}
+	return s, Write(r.Output, r.Format, files)
+}

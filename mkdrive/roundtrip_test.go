@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -134,5 +135,37 @@ func TestParseOnFilesReadByRealTools(t *testing.T) {
 				t.Errorf("digitalocean %+v, network %+v", md.DigitalOcean, md.Network)
 			}
 		})
+	}
+}
+
+func TestMake(t *testing.T) {
+	dir := t.TempDir()
+	k1, k2 := sshKeygen(t, "ed25519", "a@x"), sshKeygen(t, "ed25519", "b@x")
+	keys := filepath.Join(dir, "keys")
+	if err := os.WriteFile(keys, []byte(k1+"\n"+k2+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "drive.iso")
+	s, err := Make(Request{Output: out, Format: ISO, KeyFiles: []string{keys}, Spec: Spec{Hostname: "h", DigitalOcean: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := configdrive.Load(context.Background(), configdrive.Options{Drive: out, RunDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md.UUID != s.UUID || len(s.UUID) != 9 || md.DigitalOcean == nil || md.DigitalOcean.DropletID != s.UUID {
+		t.Errorf("uuid: returned %q, read %q, droplet %+v", s.UUID, md.UUID, md.DigitalOcean)
+	}
+	if diff := cmp.Diff([]string{k1, k2}, s.PublicKeys); diff != "" {
+		t.Errorf("returned keys (-want +got):\n%s", diff)
+	}
+
+	missing := filepath.Join(dir, "none.iso")
+	if _, err := Make(Request{Output: missing, Format: ISO, UserDataFile: filepath.Join(dir, "nope"), Spec: Spec{UUID: "u"}}); err == nil || !strings.HasPrefix(err.Error(), "read user data: open ") {
+		t.Errorf("Make with a missing user data file: %v", err)
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("%s written after a failure: %v", missing, err)
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/notos-agent/notos-agent/configdrive"
@@ -69,39 +68,15 @@ func cmdMkdrive(args []string, stdout, stderr io.Writer) int {
 		}
 		s.Meta[k] = v
 	}
-
-	for _, f := range keyFiles {
-		keys, err := mkdrive.ReadKeys(f)
-		if err != nil {
-			return fail(stderr, "mkdrive", err)
-		}
-		s.PublicKeys = append(s.PublicKeys, keys...)
-	}
-	var err error
-	if *networkData != "" {
-		if s.NetworkData, err = mkdrive.ReadNetworkData(*networkData); err != nil {
-			return fail(stderr, "mkdrive", err)
-		}
-	}
-	if *userData != "" {
-		if s.UserData, err = os.ReadFile(*userData); err != nil {
-			return fail(stderr, "mkdrive", fmt.Errorf("read user data: %w", err))
-		}
-	}
-	if s.UUID == "" {
-		newID := mkdrive.RandomUUID
-		if s.DigitalOcean {
-			newID = mkdrive.RandomDropletID
-		}
-		if s.UUID, err = newID(); err != nil {
-			return fail(stderr, "mkdrive", err)
-		}
-	}
-	files, err := mkdrive.Files(s)
+	s, err := mkdrive.Make(mkdrive.Request{
+		Output:          *out,
+		Format:          mkdrive.Format(*format),
+		KeyFiles:        keyFiles,
+		NetworkDataFile: *networkData,
+		UserDataFile:    *userData,
+		Spec:            s,
+	})
 	if err != nil {
-		return fail(stderr, "mkdrive", err)
-	}
-	if err := mkdrive.Write(*out, mkdrive.Format(*format), files); err != nil {
 		return fail(stderr, "mkdrive", err)
 	}
 	label := mkdrive.ISOLabel
