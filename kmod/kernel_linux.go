@@ -18,6 +18,8 @@ type Kernel interface {
 // SystemKernel is the running kernel.
 type SystemKernel struct{}
 
+var _ Kernel = SystemKernel{}
+
 // FinitModule calls finit_module(2).
 func (SystemKernel) FinitModule(fd int, params string, flags int) error {
 	return unix.FinitModule(fd, params, flags)
