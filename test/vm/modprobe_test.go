@@ -140,6 +140,31 @@ func checkModprobe(t *testing.T, k *vm.Kernel, res vm.Results, files []string, v
 			t.Errorf("modprobe line for %s = %q, want \"%s: loaded (TIME, %s)\"", m, line, m, via)
 		}
 	}
+	// Each module once, after everything it depends on.
+	index := map[string]int{}
+	for i, l := range out {
+		f := strings.Fields(l)
+		if len(f) == 0 {
+			continue
+		}
+		m, _, _ := strings.Cut(f[0], ":")
+		if _, seen := index[m]; seen && m != "modules" {
+			t.Errorf("modprobe reported %s twice", m)
+		}
+		index[m] = i
+	}
+	for _, name := range modprobeNames {
+		closure, err := k.ModuleClosure(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, dep := range closure {
+			if d := vm.ModuleName(dep); index[d] > index[name] {
+				t.Errorf("modprobe loaded %s (line %d) after %s (line %d), which needs it", d, index[d], name, index[name])
+			}
+		}
+	}
+
 	builtin, err := k.Builtin("af_packet")
 	if err != nil {
 		t.Fatal(err)
