@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -258,5 +259,44 @@ func TestProgramTB(t *testing.T) {
 	}()
 	if !strings.Contains(p.fatal, "no-such-program-vmtest") {
 		t.Errorf("fatal message %q does not name the missing program", p.fatal)
+	}
+}
+
+// TestArgs: QEMU's command line for disks and the NIC, commas in values
+// escaped, a free host port per forwarded guest port.
+func TestArgs(t *testing.T) {
+	v := &VM{hostPorts: map[int]int{}, monitor: "/tmp/vm-1/monitor"}
+	got, err := v.args(Config{
+		Kernel:    "/k/vmlinuz",
+		Initramfs: "/i.cpio",
+		Cmdline:   []string{"loglevel=7"},
+		MemoryMiB: 256,
+		Disks: []Disk{
+			{Path: "/d/root,1.img", Serial: "root"},
+			{Path: "/d/cfg.iso", ReadOnly: true, Format: "raw", Serial: "a,b"},
+		},
+		Net:       &Net{ForwardTCP: []int{22}, UserOptions: []string{"net=10.0.3.0/24"}, MAC: "52:54:00:00:00:01"},
+		ExtraArgs: []string{"-device", "virtio-rng-pci"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := v.HostPort(22)
+	if port == 0 {
+		t.Fatalf("HostPort(22) = 0 after args")
+	}
+	want := []string{
+		"-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", "256",
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-serial", "stdio", "-monitor", "unix:/tmp/vm-1/monitor,server=on,wait=off",
+		"-kernel", "/k/vmlinuz", "-initrd", "/i.cpio", "-append", "console=ttyS0 panic=-1 quiet loglevel=7",
+		"-drive", "file=/d/root,,1.img,format=raw,if=none,id=disk0", "-device", "virtio-blk-pci,drive=disk0,serial=root",
+		"-drive", "file=/d/cfg.iso,format=raw,if=none,id=disk1,readonly=on", "-device", "virtio-blk-pci,drive=disk1,serial=a,,b",
+		"-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:" + strconv.Itoa(port) + "-:22,net=10.0.3.0/24",
+		"-device", "virtio-net-pci,netdev=net0,mac=52:54:00:00:00:01",
+		"-device", "virtio-rng-pci",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("args: (-want +got)\n%s", diff)
 	}
 }
