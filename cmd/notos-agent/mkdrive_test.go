@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -178,5 +179,63 @@ func TestMkdriveHelp(t *testing.T) {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("help lacks %q:\n%s", want, stdout.String())
 		}
+	}
+}
+
+// TestShowAndKeysReadWhatMkdriveWrote: the commands a user runs on a drive
+// see what mkdrive wrote: show --json reports it, keys installs its keys.
+func TestShowAndKeysReadWhatMkdriveWrote(t *testing.T) {
+	dir := t.TempDir()
+	kf, lines := keyFile(t, dir, "ed25519", "rsa")
+	for _, format := range []string{"iso", "vfat"} {
+		t.Run(format, func(t *testing.T) {
+			img := filepath.Join(t.TempDir(), "drive")
+			var stdout, stderr bytes.Buffer
+			if code := cmdMkdrive([]string{"-o", img, "--format", format, "--key", kf, "--hostname", "web-1", "--uuid", "129714139", "--digitalocean"}, &stdout, &stderr); code != 0 {
+				t.Fatalf("mkdrive: exit %d: %s", code, stderr.String())
+			}
+
+			stdout.Reset()
+			if code := dispatch([]string{"notos-agent", "show", "--drive", img, "--json"}, &stdout, &stderr); code != 0 {
+				t.Fatalf("show: exit %d: %s", code, stderr.String())
+			}
+			var got struct {
+				Source     string   `json:"source"`
+				FSType     string   `json:"fstype"`
+				Version    string   `json:"version"`
+				InstanceID string   `json:"instance_id"`
+				Hostname   string   `json:"hostname"`
+				PublicKeys []string `json:"public_keys"`
+				UserData   string   `json:"user_data"`
+			}
+			if err := json.Unmarshal(stdout.Bytes(), &got); err != nil {
+				t.Fatalf("show --json: %v\n%s", err, stdout.Bytes())
+			}
+			want := got
+			want.Source, want.Version, want.InstanceID, want.Hostname, want.PublicKeys, want.UserData = img, "latest", "129714139", "web-1", lines, "absent"
+			want.FSType = map[string]string{"iso": "iso9660", "vfat": "vfat"}[format]
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("show --json (-want +got):\n%s", diff)
+			}
+
+			root := t.TempDir()
+			if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(root, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			stdout.Reset()
+			if code := dispatch([]string{"notos-agent", "keys", "--drive", img, "--root", root}, &stdout, &stderr); code != 0 {
+				t.Fatalf("keys: exit %d: %s", code, stderr.String())
+			}
+			b, err := os.ReadFile(filepath.Join(root, "etc/ssh/authorized_keys.d/root"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(strings.Join(lines, "\n")+"\n", string(b)); diff != "" {
+				t.Errorf("installed authorized_keys.d/root (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
