@@ -3,6 +3,7 @@ package vm
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -145,5 +146,19 @@ func TestBootPanic(t *testing.T) {
 	}
 	if err := v.WaitExit(ctx); err == nil || !strings.Contains(err.Error(), "panicked") {
 		t.Errorf("WaitExit after a panic: err = %v, want one saying the kernel panicked", err)
+	}
+}
+
+// TestBootQEMUError: when QEMU refuses to start, a wait ends at once with
+// QEMU's own message.
+func TestBootQEMUError(t *testing.T) {
+	requireVM(t)
+	missing := filepath.Join(t.TempDir(), "no-such-vmlinuz")
+	ctx, cancel := context.WithTimeout(t.Context(), bootTimeout)
+	defer cancel()
+	v := Boot(ctx, t, Config{Kernel: missing, Initramfs: missing})
+	_, err := v.Wait(ctx, regexp.MustCompile(`never printed`))
+	if !errors.Is(err, ErrExited) || !strings.Contains(err.Error(), missing) {
+		t.Errorf("Wait when QEMU cannot open the kernel: err = %v, want ErrExited naming %s", err, missing)
 	}
 }

@@ -268,7 +268,8 @@ func (v *VM) next(ctx context.Context) (string, error) {
 			err := v.exitErr
 			v.mu.Unlock()
 			if err != nil {
-				return "", fmt.Errorf("%w (%v)", ErrExited, err)
+				// QEMU's own complaint (a bad option, a port taken).
+				return "", fmt.Errorf("%w (%v): %s", ErrExited, err, strings.TrimSpace(v.stderr.String()))
 			}
 			return "", ErrExited
 		}
