@@ -155,6 +155,9 @@ func (idx *index) resolve(name string) []string {
 	return nil
 }
 
+// maxDepth bounds how deep dependencies nest.
+const maxDepth = 64
+
 // run is the state of one Load call.
 type run struct {
 	*Loader
@@ -261,6 +264,13 @@ func (r *run) module(m, name, params string, dep bool) *Result {
 	}
 	res.Path = e.path
 
+	// Real trees nest a few levels (virtio_net → net_failover → failover);
+	// a hostile one could nest thousands, and each level's error wraps the
+	// one below it.
+	if len(r.stack) >= maxDepth {
+		res.Outcome, res.Err = Failed, fmt.Errorf("%w: dependencies nest deeper than %d", ErrTooLarge, maxDepth)
+		return finish(start)
+	}
 	r.stack = append(r.stack, m)
 	defer func() { r.stack = r.stack[:len(r.stack)-1] }()
 	sd, ok := r.idx.config.softdep[m]

@@ -3,6 +3,7 @@ package kmod
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -277,6 +278,19 @@ func TestLoadFailures(t *testing.T) {
 		},
 		wantIs: map[string]error{"a": ErrCycle, "b": ErrCycle, "c": ErrCycle},
 	}, {
+		name:  "dependencies nested too deep",
+		specs: []string{"m0"},
+		setup: func(s *fakeSystem) {
+			var dep strings.Builder
+			for i := range 100 {
+				fmt.Fprintf(&dep, "m%d.ko: m%d.ko\n", i, i+1)
+			}
+			s.index("modules.dep", dep.String())
+		},
+		want:    deepChain(),
+		wantIs:  map[string]error{"m0": ErrTooLarge, "m64": ErrTooLarge},
+		wantErr: map[string]string{"m64": "too large: dependencies nest deeper than 64"},
+	}, {
 		name:  "module depends on itself",
 		specs: []string{"selfish"},
 		setup: func(s *fakeSystem) {
@@ -388,6 +402,20 @@ func TestLoadReport(t *testing.T) {
 	if diff := cmp.Diff([]int{1, 2, 2, 2, 2, 3}, callsSoFar); diff != "" {
 		t.Errorf("kernel calls made when each result was reported (-want +got):\n%s", diff)
 	}
+}
+
+// deepChain is the outcome of loading m0 where m<i> needs m<i+1>, 100
+// deep: m64 is refused and every module above it fails for it.
+func deepChain() []outcome {
+	var o []outcome
+	for i := 64; i >= 0; i-- {
+		name := "m0"
+		if i > 0 {
+			name = fmt.Sprintf("m%d", i-1)
+		}
+		o = append(o, outcome{name, fmt.Sprintf("m%d", i), i > 0, Failed, ""})
+	}
+	return o
 }
 
 func TestLoadParams(t *testing.T) {
