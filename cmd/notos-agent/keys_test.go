@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -18,6 +19,32 @@ import (
 
 	"github.com/notos-agent/notos-agent/internal/testenv"
 )
+
+// TestMain builds the binary once for every test of this package that runs
+// it (testenv.AgentBinary would otherwise link one per test), unless
+// NOTOS_AGENT_BIN names one already, as `make test` does.
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		if os.Getenv("NOTOS_AGENT_BIN") != "" {
+			return m.Run()
+		}
+		dir, err := os.MkdirTemp("", "notos-agent-cmd-test-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		bin := filepath.Join(dir, "notos-agent")
+		build := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build notos-agent: %v\n%s", err, out)
+			return 1
+		}
+		os.Setenv("NOTOS_AGENT_BIN", bin)
+		return m.Run()
+	}())
+}
 
 // doDrive is a DigitalOcean config drive's tree: see agent/testdata/README.md.
 const doDrive = "../../agent/testdata/do-drive"
@@ -55,22 +82,34 @@ func copyDrive(t *testing.T, src string, edit map[string]string) string {
 	return dst
 }
 
-// isoImage makes an ISO of tree the way OpenStack does: genisoimage -J -r
-// -V config-2 (Rock Ridge and Joliet). With xorriso set it uses
-// `xorriso -as mkisofs` instead.
-func isoImage(t *testing.T, tree string, xorriso bool) string {
+// driveImage makes a config drive image of tree with one of the tools
+// clouds use: "genisoimage" (-J -r -V config-2, as OpenStack does),
+// "xorriso" (-as mkisofs, the same flags) or "vfat" (mkfs.vfat -n CONFIG-2,
+// FAT16, filled with mcopy).
+func driveImage(t *testing.T, tree, tool string) string {
 	t.Helper()
-	img := filepath.Join(t.TempDir(), "config-2.iso")
-	var cmd *exec.Cmd
-	if xorriso {
-		bin := testenv.RequireCommands(t, "xorriso")["xorriso"]
-		cmd = exec.Command(bin, "-as", "mkisofs", "-quiet", "-J", "-r", "-V", "config-2", "-o", img, tree)
-	} else {
+	img := filepath.Join(t.TempDir(), "config-2."+tool)
+	var cmds []*exec.Cmd
+	switch tool {
+	case "genisoimage":
 		bin := testenv.RequireCommands(t, "genisoimage")["genisoimage"]
-		cmd = exec.Command(bin, "-quiet", "-J", "-r", "-V", "config-2", "-o", img, tree)
+		cmds = append(cmds, exec.Command(bin, "-quiet", "-J", "-r", "-V", "config-2", "-o", img, tree))
+	case "xorriso":
+		bin := testenv.RequireCommands(t, "xorriso")["xorriso"]
+		cmds = append(cmds, exec.Command(bin, "-as", "mkisofs", "-quiet", "-J", "-r", "-V", "config-2", "-o", img, tree))
+	case "vfat":
+		bins := testenv.RequireCommands(t, "mkfs.vfat", "mcopy")
+		cmds = append(cmds, exec.Command(bins["mkfs.vfat"], "-C", "-n", "CONFIG-2", img, "8192"))
+		mcopy := exec.Command(bins["mcopy"], "-s", "-i", img, filepath.Join(tree, "digitalocean_meta_data.json"), filepath.Join(tree, "openstack"), "::/")
+		mcopy.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
+		cmds = append(cmds, mcopy)
+	default:
+		t.Fatalf("no image tool %q", tool)
 	}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", cmd, err, out)
+	for _, cmd := range cmds {
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", cmd, err, out)
+		}
 	}
 	return img
 }
@@ -95,9 +134,9 @@ func agentRun(t *testing.T, args ...string) (stdout, stderr string, code int) {
 const skippedKeyWarning = `notos-agent: keys: warning: key "2" skipped: not an SSH public key: ssh: no key found; last parsing error for ignored line: illegal base64 data at input byte 9` + "\n"
 
 func TestKeysCommand(t *testing.T) {
-	for _, tool := range []string{"genisoimage", "xorriso"} {
+	for _, tool := range []string{"genisoimage", "xorriso", "vfat"} {
 		t.Run(tool, func(t *testing.T) {
-			img := isoImage(t, doDrive, tool == "xorriso")
+			img := driveImage(t, doDrive, tool)
 			root := t.TempDir()
 			keys := filepath.Join(root, "etc/ssh/authorized_keys.d/root")
 			var before os.FileInfo
@@ -131,7 +170,7 @@ func TestKeysCommand(t *testing.T) {
 }
 
 func TestKeysCommandUserAndNoHostname(t *testing.T) {
-	img := isoImage(t, doDrive, false)
+	img := driveImage(t, doDrive, "genisoimage")
 	root := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
 		t.Fatal(err)
@@ -154,7 +193,7 @@ func TestKeysCommandUserAndNoHostname(t *testing.T) {
 // still there, unchanged.
 func TestKeysCommandFailures(t *testing.T) {
 	const old = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGIlfDubwlrgJ/RlOF45mvvVDIx+D7L6xvbBk6VnCr2x old@key\n"
-	good := isoImage(t, doDrive, false)
+	good := driveImage(t, doDrive, "genisoimage")
 	for _, tt := range []struct {
 		name string
 		// setup prepares root and returns the drive to read and the
@@ -169,7 +208,7 @@ func TestKeysCommandFailures(t *testing.T) {
 		{name: "malformed meta_data.json",
 			setup: func(t *testing.T, root string) (string, string) {
 				tree := copyDrive(t, doDrive, map[string]string{"openstack/latest/meta_data.json": `{"public_keys": {"0": "ssh-ed25519 AAAA`})
-				return isoImage(t, tree, false), ""
+				return driveImage(t, tree, "genisoimage"), ""
 			},
 			wantErr: "drive: DRIVE: parse meta_data.json: unexpected end of JSON input"},
 		{name: "symlinked key file",
@@ -195,7 +234,7 @@ func TestKeysCommandFailures(t *testing.T) {
 					"openstack/latest/meta_data.json": `{"uuid": "1", "hostname": "___", "public_keys": {}}`,
 					"digitalocean_meta_data.json":     `{"droplet_id": 1}`,
 				})
-				return isoImage(t, tree, false), ""
+				return driveImage(t, tree, "genisoimage"), ""
 			},
 			wantErr: `hostname: hostname: host name "___": no usable host name`},
 	} {
@@ -240,7 +279,7 @@ func TestKeysCommandNoValidKey(t *testing.T) {
 		"openstack/latest/meta_data.json": string(seed),
 		"digitalocean_meta_data.json":     `{"droplet_id": 129714139, "public_keys": ""}`,
 	})
-	img := isoImage(t, tree, false)
+	img := driveImage(t, tree, "genisoimage")
 	root := t.TempDir()
 	keys := filepath.Join(root, "etc/ssh/authorized_keys.d/root")
 	const old = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGIlfDubwlrgJ/RlOF45mvvVDIx+D7L6xvbBk6VnCr2x old@key\n"
@@ -279,7 +318,7 @@ func TestKeysCommandKernelHostname(t *testing.T) {
 		t.Skip("skipped: NOTOS_TIER0_ONLY is set (Tier 1 test)")
 	}
 	unshare := testenv.RequireCommands(t, "unshare")["unshare"]
-	img := isoImage(t, doDrive, false)
+	img := driveImage(t, doDrive, "genisoimage")
 	bin := testenv.AgentBinary(t)
 	host, err := os.Hostname()
 	if err != nil {
@@ -325,7 +364,7 @@ func TestKeysCommandSSHLogin(t *testing.T) {
 		"openstack/latest/meta_data.json": `{"uuid": "1", "hostname": "web-1", "public_keys": {"0": "` + lines[0] + `"}}`,
 		"digitalocean_meta_data.json":     `{"droplet_id": 1}`,
 	})
-	img := isoImage(t, tree, false)
+	img := driveImage(t, tree, "genisoimage")
 	script := `set -eu
 mount -t tmpfs -o mode=0755 tmpfs /mnt
 mount -t tmpfs -o mode=0755 tmpfs /run

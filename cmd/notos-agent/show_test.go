@@ -9,7 +9,7 @@ import (
 )
 
 func TestShowCommand(t *testing.T) {
-	img := isoImage(t, doDrive, false)
+	img := driveImage(t, doDrive, "genisoimage")
 	stdout, stderr, code := agentRun(t, "show", "--drive", img, "--json")
 	if code != 0 || stderr != "" {
 		t.Fatalf("show --json: exit %d, stderr %q", code, stderr)
@@ -65,7 +65,7 @@ func TestShowNeverPrintsSecrets(t *testing.T) {
 		"openstack/latest/user_data":  "#cloud-config\npassword: " + sentinel + "\n",
 		"digitalocean_meta_data.json": `{"droplet_id": 48151623, "hostname": "web-1", "user_data": "` + sentinel + `"}`,
 	})
-	img := isoImage(t, tree, false)
+	img := driveImage(t, tree, "genisoimage")
 	for _, args := range [][]string{
 		{"show", "--drive", img},
 		{"show", "--drive", img, "--json"},
