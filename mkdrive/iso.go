@@ -19,9 +19,11 @@ type randomAccess interface {
 	io.WriterAt
 }
 
-// writeISO writes files to f as ISO9660 with Rock Ridge (for Linux's
-// isofs) and Joliet (for readers that only know Joliet, as `genisoimage
-// -J` drives need) labelled config-2.
+// writeISO writes files to f as ISO9660 labelled config-2 with two trees
+// of long names, as `genisoimage -J -r` does: Rock Ridge, which Linux's
+// isofs uses, and Joliet, for readers without Rock Ridge (isofs -o norock,
+// Windows). go-diskfs lays the image out; the passes after it mend and
+// tidy what it gets wrong, each a no-op on genisoimage's output.
 func writeISO(f *os.File, files map[string][]byte) error {
 	if err := finalizeISO(f, files); err != nil {
 		return err
