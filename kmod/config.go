@@ -3,6 +3,7 @@ package kmod
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -39,13 +40,7 @@ func readConfig(root string) (*config, error) {
 		}
 	}
 	cfg := &config{options: map[string]string{}, softdep: map[string]softdep{}, blacklist: map[string]bool{}}
-	for _, name := range slices.Sorted(func(yield func(string) bool) {
-		for n := range files {
-			if !yield(n) {
-				return
-			}
-		}
-	}) {
+	for _, name := range slices.Sorted(maps.Keys(files)) {
 		b, err := readIndex(files[name], MaxIndexSize)
 		if err != nil {
 			return nil, err
