@@ -8,6 +8,21 @@
 // A test reads what the guest did from the console, where the guest prints
 // markers (see ShellHelpers): "VMTEST key=value" lines and
 // "VMTEST-BEGIN name" ... "VMTEST-END name" blocks.
+//
+// The pieces, in the order a test uses them:
+//   - FetchKernel: Debian's cloud kernel and its module tree.
+//   - NewInitramfs, then AddBusybox, AddAgent, AddModules (a subset with
+//     its dependencies, optionally recompressed, indexed by depmod -b),
+//     AddRunit, AddHostBinary (with its ldd libraries), WriteFile,
+//     AddInit(InitScript(body)); Pack writes the cpio.
+//   - Ext4Image, ISOImage, WriteTree: disks made from directories;
+//     Ext4ReadFile reads what the guest wrote once it is off.
+//   - Boot: QEMU with Config's disks and NIC; Wait, WaitValue, WaitBlock,
+//     WaitExit; Monitor for QEMU's monitor (ctrl-alt-del, quit); HostPort
+//     and SSHCommand to log in through a forwarded port.
+//
+// See Example for a whole test and the tests of this package for busybox,
+// runit as PID 1 and sshd guests.
 package vm
 
 import (
