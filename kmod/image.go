@@ -80,8 +80,10 @@ func errnoHint(err error) string {
 // does not decompress this file", after which userspace must:
 //   - EOPNOTSUPP: built without CONFIG_MODULE_DECOMPRESS (Debian 12's 6.1);
 //     kernel/module/internal.h's module_decompress stub returns it;
-//   - EINVAL: a kernel older than 5.17 rejects the unknown flag, and one that
-//     decompresses another format rejects the file's magic.
+//   - EINVAL: a kernel older than 5.17 rejects the unknown flag; one that
+//     decompresses another format rejects the file's magic; and its xz
+//     decoder fails on what it cannot decode (kernel/module/decompress.c,
+//     "decompression failed with status N").
 //
 // A genuinely bad module under EINVAL is then refused a second time, by
 // init_module, with its own error.
