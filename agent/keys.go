@@ -55,7 +55,20 @@ func InstallKeys(md *configdrive.Metadata, o KeysOptions) (KeysResult, error) {
 	for _, k := range md.SkippedKeys {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("key %q skipped: %s", k.Name, k.Reason))
 	}
-	if len(md.PublicKeys) == 0 {
+	var b bytes.Buffer
+	n := 0
+	for _, k := range md.PublicKeys {
+		// One key per line: a line break inside a key would let the
+		// metadata add lines of its own (options, other keys).
+		if strings.ContainsAny(k.Line, "\r\n") || strings.TrimSpace(k.Line) == "" {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("key %q skipped: not a single line", k.Name))
+			continue
+		}
+		b.WriteString(k.Line)
+		b.WriteByte('\n')
+		n++
+	}
+	if n == 0 {
 		return res, nil
 	}
 
@@ -67,16 +80,11 @@ func InstallKeys(md *configdrive.Metadata, o KeysOptions) (KeysResult, error) {
 	if err := ensureKeysDir(dir); err != nil {
 		return res, err
 	}
-	var b bytes.Buffer
-	for _, k := range md.PublicKeys {
-		b.WriteString(k.Line)
-		b.WriteByte('\n')
-	}
 	res.Changed, err = atomicfile.Write(res.Path, b.Bytes(), atomicfile.Options{Perm: 0o600, UID: uid, GID: gid})
 	if err != nil {
 		return res, err
 	}
-	res.Count = len(md.PublicKeys)
+	res.Count = n
 	return res, nil
 }
 

@@ -229,6 +229,31 @@ func TestInstallKeysNoValidKeyKeepsFile(t *testing.T) {
 	}
 }
 
+// TestInstallKeysOneLineEach: a key value holding a line break is never
+// written (it could smuggle in options or keys); the others are.
+func TestInstallKeysOneLineEach(t *testing.T) {
+	good := parseDrive(t, doDrive).PublicKeys[0]
+	md := &configdrive.Metadata{PublicKeys: []configdrive.PublicKey{
+		good,
+		{Name: "evil", Line: good.Line + "\ncommand=\"/bin/sh\" " + good.Line},
+		{Name: "cr", Line: good.Line + "\r"},
+		{Name: "blank", Line: " "},
+	}}
+	root := t.TempDir()
+	res, err := InstallKeys(md, KeysOptions{Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := KeysResult{Path: filepath.Join(root, KeysDir, "root"), Count: 1, Changed: true, Warnings: []string{
+		`key "evil" skipped: not a single line`, `key "cr" skipped: not a single line`, `key "blank" skipped: not a single line`}}
+	if diff := cmp.Diff(want, res); diff != "" {
+		t.Errorf("InstallKeys (-want +got):\n%s", diff)
+	}
+	if got := readFile(t, res.Path); got != good.Line+"\n" {
+		t.Errorf("key file = %q, want only %q", got, good.Line)
+	}
+}
+
 func TestInstallKeysBadUser(t *testing.T) {
 	md := parseDrive(t, doDrive)
 	root := t.TempDir()
