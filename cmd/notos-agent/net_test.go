@@ -445,3 +445,33 @@ func TestNetKeepLinkDownUp(t *testing.T) {
 		t.Errorf("keeper exit: %v", err)
 	}
 }
+
+func TestNetKeepRebindAnswered(t *testing.T) {
+	// T1 2 s, T2 4 s. The server that granted the lease is gone: the
+	// unicast RENEWING request to 10.77.0.1 finds nobody. Another server,
+	// 10.77.0.2 with the same leases, answers the broadcast REBINDING
+	// request (RFC 2131 §4.4.5: any server may extend the lease).
+	opts := []string{"--dhcp-option=58,2", "--dhcp-option=59,4"}
+	ns, bin, srv, root, l := keepSetup(t, opts...)
+	ip := l.Address.Addr().String()
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	ns.Peer.Run(t, "ip", "addr", "del", "10.77.0.1/24", "dev", netnstest.ServerLink)
+	ns.Peer.Run(t, "ip", "addr", "add", "10.77.0.2/24", "dev", netnstest.ServerLink)
+	srv2 := netnstest.StartDnsmasq(t, ns, append([]string{netRange, "--dhcp-leasefile=" + srv.LeaseFile}, opts...)...)
+	a := startAgent(t, ns, bin, "net", "--iface", "eth0", "--net", "dhcp", "--root", root, "--keep")
+	a.waitFor(t, 10*time.Second, "took over lease of "+l.Address.String())
+	a.waitFor(t, 10*time.Second, "RENEWING: asking 10.77.0.1")
+	a.waitFor(t, 10*time.Second, "REBINDING: asking any server")
+	a.waitFor(t, 10*time.Second, "bound to "+l.Address.String()+" from 10.77.0.2")
+	if _, err := srv2.WaitFor(5*time.Second, "DHCPACK(srv0) "+ip); err != nil {
+		t.Error(err)
+	}
+	if addrs := v4(t, ns); len(addrs) != 1 || addrs[0].Local != ip {
+		t.Errorf("addresses after rebinding: %+v, want %s", addrs, ip)
+	}
+	if err := a.stop(t); err != nil {
+		t.Errorf("keeper exit: %v", err)
+	}
+}
