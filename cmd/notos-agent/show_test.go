@@ -2,10 +2,17 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/notos-agent/notos-agent/internal/testenv"
 )
 
 func TestShowCommand(t *testing.T) {
@@ -98,5 +105,37 @@ func TestHelp(t *testing.T) {
 			!strings.Contains(out, "\nFlags:\n") || !strings.Contains(out, "-drive-wait duration") {
 			t.Errorf("%s --help: exit %d, stderr %q, stdout:\n%s", c, code, errOut, out)
 		}
+	}
+}
+
+// TestShowByLabel (Tier 1, root): the drive is found by its label alone, on
+// a loop device, as on a cloud. The label is unique to this test so that
+// another test's drive attached meanwhile cannot answer, and is given in
+// another case than the volume's, as CONFIG-2 drives need.
+func TestShowByLabel(t *testing.T) {
+	testenv.RequireRoot(t)
+	if os.Getenv("NOTOS_TIER0_ONLY") != "" {
+		t.Skip("skipped: NOTOS_TIER0_ONLY is set (Tier 1 test)")
+	}
+	tools := testenv.RequireCommands(t, "genisoimage", "losetup")
+	label := fmt.Sprintf("CFG-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
+	img := filepath.Join(t.TempDir(), "drive.iso")
+	if out, err := exec.Command(tools["genisoimage"], "-quiet", "-J", "-r", "-V", label, "-o", img, doDrive).CombinedOutput(); err != nil {
+		t.Fatalf("genisoimage: %v\n%s", err, out)
+	}
+	out, err := exec.Command(tools["losetup"], "--find", "--show", "--read-only", img).Output()
+	if err != nil {
+		t.Fatalf("losetup: %v", err)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command(tools["losetup"], "-d", dev).Run() })
+
+	stdout, stderr, code := agentRun(t, "show", "--label", strings.ToLower(label), "--drive-wait", "10s", "--json")
+	var got struct {
+		Source   string `json:"source"`
+		Hostname string `json:"hostname"`
+	}
+	if code != 0 || json.Unmarshal([]byte(stdout), &got) != nil || got.Source != dev || got.Hostname != "web-1" {
+		t.Errorf("show --label %s: exit %d, stdout %s, stderr %q; want source %s, hostname web-1", strings.ToLower(label), code, stdout, stderr, dev)
 	}
 }
