@@ -137,10 +137,16 @@ type fakeKernel struct {
 	// MODULE_INIT_COMPRESSED_FILE gets EOPNOTSUPP, as from Debian's 6.1.
 	decompresses bool
 	refuse       map[string]error // module → errno to refuse it with
-	calls        []call
+	// noFinit: a kernel older than 3.8, without finit_module (ENOSYS).
+	noFinit bool
+	calls   []call
 }
 
 func (k *fakeKernel) FinitModule(fd int, params string, flags int) error {
+	if k.noFinit {
+		k.calls = append(k.calls, call{"finit_module", "", params, flags})
+		return unix.ENOSYS
+	}
 	var b bytes.Buffer
 	buf := make([]byte, 64<<10)
 	for off := int64(0); ; {

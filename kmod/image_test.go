@@ -57,6 +57,33 @@ func TestLoadCompressed(t *testing.T) {
 	}
 }
 
+// TestLoadWithoutFinit: a kernel without finit_module (before 3.8) gets
+// every module, plain or compressed, through init_module.
+func TestLoadWithoutFinit(t *testing.T) {
+	s := newFakeSystem(t)
+	s.kernel.noFinit = true
+	s.index("modules.dep", "kernel/fs/isofs/isofs.ko: kernel/drivers/cdrom/cdrom.ko.gz\nkernel/drivers/cdrom/cdrom.ko.gz:\n")
+	s.module("kernel/fs/isofs/isofs.ko")
+	s.compressedModule("kernel/drivers/cdrom/cdrom.ko.gz", "gzip", "-c")
+	results := s.loader().Load(context.Background(), "isofs")
+	want := []outcome{
+		{"isofs", "cdrom", true, Loaded, "init_module, gzip decompressed here"},
+		{"isofs", "isofs", false, Loaded, "init_module"},
+	}
+	if diff := cmp.Diff(want, outcomes(results)); diff != "" {
+		t.Errorf("results (-want +got):\n%s", diff)
+	}
+	wantCalls := []call{
+		{"finit_module", "", "", unix.MODULE_INIT_COMPRESSED_FILE},
+		{"init_module", "cdrom", "", 0},
+		{"finit_module", "", "", 0},
+		{"init_module", "isofs", "", 0},
+	}
+	if diff := cmp.Diff(wantCalls, s.kernel.calls); diff != "" {
+		t.Errorf("kernel calls (-want +got):\n%s", diff)
+	}
+}
+
 // TestLoadCompressedRefused: a corrupt or foreign file is reported with
 // the decoder's or the kernel's reason.
 func TestLoadCompressedRefused(t *testing.T) {

@@ -91,6 +91,20 @@ func errText(err error) string {
 	return err.Error()
 }
 
+func TestPresent(t *testing.T) {
+	want := map[Outcome]bool{0: false, Loaded: true, BuiltIn: true, AlreadyLoaded: true, WouldLoad: true, Failed: false}
+	got := map[Outcome]bool{}
+	for o := range want {
+		got[o] = Result{Outcome: o}.Present()
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Present (-want +got):\n%s", diff)
+	}
+	if got := Outcome(42).String(); got != "Outcome(42)" {
+		t.Errorf("Outcome(42).String() = %q", got)
+	}
+}
+
 func TestResultString(t *testing.T) {
 	tests := []struct {
 		r    Result
