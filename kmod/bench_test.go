@@ -13,7 +13,7 @@ import (
 // BenchmarkReadImage decompresses Debian's xfs.ko (4 MiB, its largest
 // module) as the userspace fallback does.
 func BenchmarkReadImage(b *testing.B) {
-	k := fetchKernel(b)
+	k := fetchedKernel(b)
 	img, err := os.ReadFile(filepath.Join(k.ModulesDir, "kernel/fs/xfs/xfs.ko"))
 	if err != nil {
 		b.Fatal(err)

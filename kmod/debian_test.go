@@ -35,7 +35,7 @@ var debianModules = map[string]string{
 // only debianModules; otherwise the whole tree is linked in as shipped.
 func debianSystem(t *testing.T, compress func(name string) (ext, tool string, args []string)) *fakeSystem {
 	t.Helper()
-	k := fetchKernel(t)
+	k := fetchedKernel(t)
 	depmod := testenv.RequireCommands(t, "depmod")["depmod"]
 	s := newFakeSystem(t)
 	s.release = k.Release
@@ -154,7 +154,7 @@ func checkDebian(t *testing.T, want []outcome, results []Result) {
 		t.Errorf("results (-want +got):\n%s", diff)
 	}
 	modinfo := testenv.RequireCommands(t, "modinfo")["modinfo"]
-	k := fetchKernel(t)
+	k := fetchedKernel(t)
 	seen := map[string]bool{}
 	for _, r := range results {
 		if r.Outcome == Loaded {

@@ -1,53 +1,45 @@
 package kmod
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strings"
-	"sync"
+	"slices"
 	"testing"
 
 	"github.com/notos-agent/notos-agent/internal/testenv"
 )
 
-// debianKernel is the module tree of Debian's cloud kernel package,
-// fetched and cached by scripts/fetch-kernel.sh (.ci/run fetches it before
-// the tests). The package ships no modules.dep: dpkg's postinst runs depmod.
+// debianKernel is the module tree of Debian's cloud kernel package as
+// scripts/fetch-kernel.sh unpacks it (.ci/run fetches it before the tests).
+// The package ships no modules.dep: dpkg's postinst runs depmod.
 type debianKernel struct {
 	ModulesDir string // lib/modules/<release>
 	Release    string
 }
 
-var fetchDebianKernel = sync.OnceValues(func() (debianKernel, error) {
-	_, file, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(file), "..", "scripts", "fetch-kernel.sh")
-	out, err := exec.Command(script).Output()
-	if err != nil {
-		return debianKernel{}, fmt.Errorf("run %s: %w", script, err)
-	}
-	trees, err := filepath.Glob(filepath.Join(strings.TrimSpace(string(out)), "lib", "modules", "*"))
-	if err != nil || len(trees) != 1 {
-		return debianKernel{}, fmt.Errorf("find lib/modules/* under %s: found %d", strings.TrimSpace(string(out)), len(trees))
-	}
-	return debianKernel{ModulesDir: trees[0], Release: filepath.Base(trees[0])}, nil
-})
-
-// fetchKernel returns Debian's cloud kernel tree, or skips the test (fails
-// it under CI) when it cannot be fetched.
-func fetchKernel(t testing.TB) debianKernel {
+// fetchedKernel finds the kernel in fetch-kernel.sh's cache without
+// fetching it (tier-0 tests download nothing), or skips the test (fails
+// it under CI) when it is not there.
+func fetchedKernel(t testing.TB) debianKernel {
 	t.Helper()
-	if _, err := testenv.LookPath("apt-get"); err != nil {
-		testenv.Unavailable(t, "needs apt-get to fetch the Debian cloud kernel")
+	cache := os.Getenv("NOTOS_CACHE")
+	if cache == "" {
+		base := os.Getenv("XDG_CACHE_HOME")
+		if base == "" {
+			home, _ := os.UserHomeDir()
+			base = filepath.Join(home, ".cache")
+		}
+		cache = filepath.Join(base, "notos-agent")
 	}
-	k, err := fetchDebianKernel()
-	if err != nil {
-		testenv.Unavailable(t, "Debian cloud kernel: %v", err)
+	done, _ := filepath.Glob(filepath.Join(cache, "kernel", "*", ".complete"))
+	if len(done) == 0 {
+		testenv.Unavailable(t, "no Debian cloud kernel in %s/kernel: run scripts/fetch-kernel.sh", cache)
 	}
-	if _, err := os.Stat(filepath.Join(k.ModulesDir, "modules.builtin")); err != nil {
-		testenv.Unavailable(t, "Debian cloud kernel: %v", err)
+	// Should several packages have been fetched, the last in name order.
+	pkg := filepath.Dir(slices.Max(done))
+	trees, _ := filepath.Glob(filepath.Join(pkg, "lib", "modules", "*"))
+	if len(trees) != 1 {
+		testenv.Unavailable(t, "%s: want one lib/modules/* directory, found %d", pkg, len(trees))
 	}
-	return k
+	return debianKernel{ModulesDir: trees[0], Release: filepath.Base(trees[0])}
 }
