@@ -283,6 +283,11 @@ func TestParseKeyShapes(t *testing.T) {
 			},
 		},
 		{
+			name:  "byte order mark before the JSON",
+			files: Files{MetaData: []byte("\xef\xbb\xbf" + `{"public_keys":{"a":` + q(testKeyEd) + `}}`)},
+			keys:  []PublicKey{{Name: "a", Line: testKeyEd, Type: "ssh-ed25519"}},
+		},
+		{
 			name:  "null values",
 			files: Files{MetaData: []byte(`{"public_keys":{"a":null},"keys":null,"uuid":null,"launch_index":null}`)},
 		},

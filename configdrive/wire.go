@@ -186,6 +186,9 @@ type wireDOInterface struct {
 // decodeJSON unmarshals one file and turns encoding/json's errors into one
 // that names the file and, for a wrong type, the field.
 func decodeJSON(file string, data []byte, v any) error {
+	// A UTF-8 byte order mark, as Windows editors write, is not JSON
+	// (RFC 8259 section 8.1 lets a parser ignore it).
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	err := json.Unmarshal(data, v)
 	if err == nil {
 		return nil
