@@ -14,17 +14,18 @@ import (
 type Logger struct {
 	Stderr io.Writer
 	// Kmsg receives each line as one write, prefixed with its syslog
-	// level ("<6>"). When nil, KmsgPath is opened at the next line (at
-	// boot, /dev is mounted by the first step); while that fails, the
-	// kernel log is done without.
+	// level ("<6>"). When nil, KmsgPath is opened for each line (at boot,
+	// /dev is mounted by the first step); when that fails, the line goes
+	// without. One open per line, as `echo >/dev/kmsg` in a stage-1
+	// script does: the kernel rate-limits each open file to 10 records in
+	// 5 seconds (printk.devkmsg=ratelimit), fewer than one run's lines.
 	Kmsg     io.Writer
 	KmsgPath string
 	// Quiet keeps everything but failures off stderr (the kernel log
 	// still gets every line); Verbose adds warnings and details.
 	Quiet, Verbose bool
 
-	mu     sync.Mutex
-	opened io.Closer
+	mu sync.Mutex
 }
 
 // Kernel log levels (include/linux/kern_levels.h).
@@ -41,28 +42,23 @@ func (l *Logger) SetVerbose(v bool) {
 	l.mu.Unlock()
 }
 
-// Close closes the kernel log if the logger opened it.
-func (l *Logger) Close() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.opened == nil {
-		return nil
+// writeKmsg writes one record to the kernel log. Errors (no /dev/kmsg
+// under a test root, no permission, a full ring) are ignored: the kernel
+// log is a courtesy, never a reason to fail.
+func (l *Logger) writeKmsg(record []byte) {
+	if l.Kmsg != nil {
+		l.Kmsg.Write(record)
+		return
 	}
-	err := l.opened.Close()
-	l.opened, l.Kmsg = nil, nil
-	return err
-}
-
-// kmsg returns the kernel log writer, opening KmsgPath if need be. An open
-// that fails (no /dev/kmsg under a test root, no permission) is ignored:
-// the kernel log is a courtesy, never a reason to fail.
-func (l *Logger) kmsg() io.Writer {
-	if l.Kmsg == nil && l.KmsgPath != "" {
-		if f, err := os.OpenFile(l.KmsgPath, os.O_WRONLY, 0); err == nil {
-			l.Kmsg, l.opened = f, f
-		}
+	if l.KmsgPath == "" {
+		return
 	}
-	return l.Kmsg
+	f, err := os.OpenFile(l.KmsgPath, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return
+	}
+	f.Write(record)
+	f.Close()
 }
 
 // Step logs a finished step: "notos-agent: keys: 2 keys installed in
@@ -108,8 +104,8 @@ func (l *Logger) line(level int, show bool, text string) {
 	if show && l.Stderr != nil {
 		fmt.Fprintf(l.Stderr, "notos-agent: %s\n", text)
 	}
-	if k := l.kmsg(); k != nil && (level != kmsgDebug || l.Verbose) {
-		k.Write([]byte(fmt.Sprintf("<%d>notos-agent: %s\n", level, text)))
+	if level != kmsgDebug || l.Verbose {
+		l.writeKmsg([]byte(fmt.Sprintf("<%d>notos-agent: %s\n", level, text)))
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/notos-agent/notos-agent/configdrive"
+	"github.com/notos-agent/notos-agent/internal/atomicfile"
 )
 
 // Built-in defaults, overridden by the kernel command line, itself
@@ -28,6 +29,9 @@ const (
 	DefaultNet       = "auto"
 	DefaultUser      = "root"
 )
+
+// SeedMarker records, until the next boot, that random_seed was credited.
+const SeedMarker = "/run/notos-agent/random-seed.credited"
 
 // DefaultModules are always loaded: af_packet for the DHCP client's packet
 // socket, isofs for the kernel's fallback reading of the drive.
@@ -155,7 +159,6 @@ func Run(ctx context.Context, o Options) (*State, int) {
 	r := &run{o: o, root: o.Root, system: filepath.Clean(o.Root) == "/"}
 	r.cfg = resolve(o, Cmdline{})
 	r.log = &Logger{Stderr: o.Stderr, KmsgPath: r.path("/dev/kmsg"), Quiet: o.Quiet, Verbose: r.cfg.Verbose}
-	defer r.log.Close()
 
 	start := time.Now()
 	r.runner = NewRunner(r.cfg.Timeout)
@@ -331,13 +334,28 @@ func (r *run) seed(ctx context.Context, rec *Record) error {
 		rec.Skip(notSystem)
 		return nil
 	}
-	avail := "/proc/sys/kernel/random/entropy_avail"
+	return seedOnce(rec, r.root, md, URandom{Path: "/dev/urandom"})
+}
+
+// seedOnce credits md's random_seed through a, once per boot: crediting
+// the same bytes twice would overstate the pool, so a marker under /run (a
+// tmpfs, empty at boot) says it was done, however often run is called.
+func seedOnce(rec *Record, root string, md *configdrive.Metadata, a EntropyAdder) error {
+	marker := filepath.Join(root, SeedMarker)
+	if _, err := os.Stat(marker); err == nil {
+		rec.Skip("random_seed already credited since boot (%s)", SeedMarker)
+		return nil
+	}
+	avail := filepath.Join(root, "/proc/sys/kernel/random/entropy_avail")
 	before := entropyAvail(avail)
-	n, err := seedKernel(URandom{Path: "/dev/urandom"}, md.RandomSeed)
+	n, err := seedKernel(a, md.RandomSeed)
 	if err != nil {
 		return err
 	}
 	after := entropyAvail(avail)
+	if _, err := atomicfile.Write(marker, []byte(md.InstanceID+"\n"), atomicfile.Options{Perm: 0o644, UID: -1, GID: -1, DirPerm: 0o755}); err != nil {
+		rec.Warn("%v", err)
+	}
 	rec.Fact("seed_bytes", fmt.Sprint(n))
 	rec.Fact("entropy_avail_before", fmt.Sprint(before))
 	rec.Fact("entropy_avail_after", fmt.Sprint(after))

@@ -351,3 +351,14 @@ func TestRunDeadline(t *testing.T) {
 		t.Errorf("outcomes %v, want drive and what follows abandoned", o)
 	}
 }
+
+func TestNetReserve(t *testing.T) {
+	for timeout, want := range map[time.Duration]time.Duration{
+		5 * time.Second: 500 * time.Millisecond, 20 * time.Second: time.Second,
+		60 * time.Second: 3 * time.Second, time.Hour: 3 * time.Second,
+	} {
+		if got := netReserve(timeout); got != want {
+			t.Errorf("netReserve(%v) = %v, want %v", timeout, got, want)
+		}
+	}
+}

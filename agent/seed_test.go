@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/notos-agent/notos-agent/configdrive"
 	"github.com/notos-agent/notos-agent/internal/testenv"
 )
 
@@ -99,5 +101,37 @@ func TestURandomAddEntropy(t *testing.T) {
 	os.WriteFile(p, nil, 0o600)
 	if err := (URandom{Path: p}).AddEntropy(seed, 8); err == nil {
 		t.Errorf("AddEntropy on a plain file succeeded")
+	}
+}
+
+// random_seed is credited once per boot: a rerun finds the marker under
+// /run and leaves the pool alone.
+func TestSeedOncePerBoot(t *testing.T) {
+	root := t.TempDir()
+	md := &configdrive.Metadata{InstanceID: "i-1", RandomSeed: bytes.Repeat([]byte{9}, 512)}
+	f := &fakeEntropy{}
+	rec := &Record{}
+	if err := seedOnce(rec, root, md, f); err != nil {
+		t.Fatal(err)
+	}
+	if f.bits != 4096 || rec.skipped || rec.facts["seed_bytes"] != "512" {
+		t.Errorf("first: bits %d, skipped %v, facts %v", f.bits, rec.skipped, rec.facts)
+	}
+	f2 := &fakeEntropy{}
+	rec = &Record{}
+	if err := seedOnce(rec, root, md, f2); err != nil {
+		t.Fatal(err)
+	}
+	if f2.seed != nil || !rec.skipped || rec.summary != "random_seed already credited since boot (/run/notos-agent/random-seed.credited)" {
+		t.Errorf("second: credited %d bytes, summary %q", len(f2.seed), rec.summary)
+	}
+
+	// A refused ioctl leaves no marker: the next run tries again.
+	root = t.TempDir()
+	if err := seedOnce(&Record{}, root, md, &fakeEntropy{err: errors.New("ioctl RNDADDENTROPY: operation not permitted")}); err == nil {
+		t.Fatal("no error from a refused ioctl")
+	}
+	if _, err := os.Stat(filepath.Join(root, SeedMarker)); !os.IsNotExist(err) {
+		t.Errorf("marker written after a failure: %v", err)
 	}
 }

@@ -6,9 +6,11 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/notos-agent/notos-agent/netcfg"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // network configures the links the way `notos-agent net` does (netcfg.Up:
@@ -26,9 +28,9 @@ func (r *run) network(ctx context.Context, rec *Record) error {
 		rec.Skip("--net off")
 		return nil
 	}
-	h, err := netlink.NewHandle()
+	h, err := routeHandle()
 	if err != nil {
-		return fmt.Errorf("open netlink: %w", err)
+		return err
 	}
 	defer h.Close()
 	md := r.metadata()
@@ -37,6 +39,14 @@ func (r *run) network(ctx context.Context, rec *Record) error {
 		hostname, _, _ = ChooseHostname(md)
 	}
 
+	// Links the metadata names but that never appear, or a DHCP server
+	// that never answers, would hold the network until the overall
+	// deadline; stop short of it so that user_data is still saved.
+	if d, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, d.Add(-netReserve(cfg.Timeout)))
+		defer cancel()
+	}
 	before := snapshot(h)
 	res, err := netcfg.Up(ctx, h, netcfg.UpOptions{
 		Ifaces:   cfg.Ifaces,
@@ -67,7 +77,28 @@ func (r *run) network(ctx context.Context, rec *Record) error {
 		}
 	}
 	rec.Summary("%s", strings.Join(lines, "; "))
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("%w (stopped %s before the overall deadline, left to the steps after it)", err, netReserve(cfg.Timeout))
+	}
 	return err
+}
+
+// netReserve is the part of the overall deadline the network leaves to
+// the steps after it: a twentieth, between half a second and 3 seconds.
+func netReserve(timeout time.Duration) time.Duration {
+	return min(max(timeout/20, 500*time.Millisecond), 3*time.Second)
+}
+
+// routeHandle opens a netlink handle for NETLINK_ROUTE only. With no
+// family, netlink.NewHandle opens every family it knows, XFRM included,
+// and fails with EPROTONOSUPPORT on a kernel whose xfrm_user is a module
+// not loaded (Debian's cloud kernel at boot).
+func routeHandle() (*netlink.Handle, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("open netlink (NETLINK_ROUTE): %w", err)
+	}
+	return h, nil
 }
 
 // netState is the set of addresses and routes in place, one line each, to

@@ -9,7 +9,6 @@ import (
 	"github.com/notos-agent/notos-agent/configdrive"
 	"github.com/notos-agent/notos-agent/kmod"
 	"github.com/notos-agent/notos-agent/netcfg"
-	"github.com/vishvananda/netlink"
 )
 
 // This file holds the steps that call the project's other packages.
@@ -81,9 +80,9 @@ func (r *run) waitLinks(ctx context.Context, rec *Record) error {
 	if err != nil {
 		return err
 	}
-	h, err := netlink.NewHandle()
+	h, err := routeHandle()
 	if err != nil {
-		return fmt.Errorf("open netlink: %w", err)
+		return err
 	}
 	defer h.Close()
 	wait := r.o.DriveWait

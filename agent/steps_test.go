@@ -315,9 +315,6 @@ func TestLoggerWithoutKmsg(t *testing.T) {
 	l := &Logger{Stderr: &stderr, KmsgPath: t.TempDir() + "/dev/kmsg"}
 	l.Step(StepResult{Name: "keys", Outcome: OK, Summary: "1 key installed"})
 	l.Printf("done")
-	if err := l.Close(); err != nil {
-		t.Errorf("Close: %v", err)
-	}
 	if diff := cmp.Diff([]string{"notos-agent: keys: 1 key installed (0s)", "notos-agent: done"}, lines(stderr.String())); diff != "" {
 		t.Errorf("stderr mismatch (-want +got):\n%s", diff)
 	}
