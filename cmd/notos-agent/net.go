@@ -78,10 +78,13 @@ func cmdNet(args []string, stdout, stderr io.Writer) int {
 	o := netcfg.UpOptions{Ifaces: ifaces, Root: *root, Mode: m, ResolvConf: rc, KeepDHCP: *keep, Logf: logf}
 	var mu sync.Mutex
 	var sockets []*os.File
-	o.DHCP.Hand = func(f *os.File) {
-		mu.Lock()
-		sockets = append(sockets, f)
-		mu.Unlock()
+	if !*keep {
+		// Collected for holdSockets; a keeper closes its own.
+		o.DHCP.Hand = func(f *os.File) {
+			mu.Lock()
+			sockets = append(sockets, f)
+			mu.Unlock()
+		}
 	}
 	o.Metadata = loadMetadata(ctx, fs, drive, m, logf)
 	if o.Metadata != nil && netcfg.ValidDNSName(o.Metadata.Hostname) {
