@@ -12,7 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/notos-agent/notos-agent/configdrive"
-	"github.com/notos-agent/notos-agent/internal/testenv"
+	"github.com/notos-agent/notos-agent/internal/netnstest"
 )
 
 func TestRandPoolInfo(t *testing.T) {
@@ -90,7 +90,7 @@ func TestEntropyAvail(t *testing.T) {
 // TestURandomAddEntropy makes the real ioctl, as root (CAP_SYS_ADMIN). The
 // bytes come from crypto/rand, so what is credited is real entropy.
 func TestURandomAddEntropy(t *testing.T) {
-	testenv.RequireRoot(t)
+	netnstest.Tier1(t)
 	seed := make([]byte, 64)
 	rand.Read(seed)
 	if err := (URandom{Path: "/dev/urandom"}).AddEntropy(seed, 8*len(seed)); err != nil {

@@ -145,7 +145,7 @@ func runBinaryWith(t *testing.T, command func(string, ...string) *exec.Cmd, bin,
 
 // Tier 1 (root): the real binary against the DigitalOcean layout, twice.
 func TestRunBinaryOnDrive(t *testing.T) {
-	testenv.RequireRoot(t)
+	netnstest.Tier1(t)
 	bin := testenv.AgentBinary(t)
 	iso := runLayout(t)
 	root := t.TempDir()
@@ -300,7 +300,7 @@ func TestRunBinaryDHCPInNetns(t *testing.T) {
 // Tier 1 (root): started as .../etc/runit/1, the binary runs and then
 // execs 1.local, whose exit status becomes the process's.
 func TestStageOneExecsLocal(t *testing.T) {
-	testenv.RequireRoot(t)
+	netnstest.Tier1(t)
 	bin := testenv.AgentBinary(t)
 	iso := runLayout(t)
 	root := t.TempDir()
