@@ -84,6 +84,7 @@ func TestModprobe(t *testing.T) {
 			r.AddInit(vm.InitScript(`
 vmtest_run modprobe notos-agent modprobe ` + strings.Join(modprobeNames, " ") + `
 vmtest_run missing notos-agent modprobe does-not-exist
+vmtest_run aliases notos-agent modprobe fs-iso9660 net-pf-17
 vmtest_run proc_modules cat /proc/modules
 vmtest_ls block /sys/block
 vmtest_ls net /sys/class/net
@@ -188,6 +189,19 @@ func checkModprobe(t *testing.T, k *vm.Kernel, res vm.Results, files []string, v
 	} {
 		if !regexp.MustCompile(want).MatchString(missing) {
 			t.Errorf("notos-agent modprobe does-not-exist: no line matching %s in:\n%s", want, missing)
+		}
+	}
+
+	// Aliases from the subset's modules.alias (fs-iso9660, from isofs's
+	// modinfo) and from modules.builtin.modinfo (net-pf-17, af_packet's).
+	aliases := res.Blocks["aliases"]
+	t.Logf("notos-agent modprobe fs-iso9660 net-pf-17 output:\n%s", strings.Join(aliases, "\n"))
+	if got := res.Values["aliases.exit"]; got != "0" {
+		t.Errorf("notos-agent modprobe fs-iso9660 net-pf-17: exit %s, want 0", got)
+	}
+	for _, want := range []string{"isofs (fs-iso9660): already loaded (", "af_packet (net-pf-17): built-in ("} {
+		if !slices.ContainsFunc(aliases, func(l string) bool { return strings.HasPrefix(l, want) }) {
+			t.Errorf("notos-agent modprobe fs-iso9660 net-pf-17: no line starting %q", want)
 		}
 	}
 
