@@ -253,7 +253,7 @@ func (r *run) stages() []Stage {
 	}
 }
 
-// errNotSystem is the reason a step that changes the kernel skips under
+// notSystem is the reason a step that changes the kernel skips under
 // another --root.
 const notSystem = "--root is not /: the running kernel is left alone"
 

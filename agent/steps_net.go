@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -77,6 +78,9 @@ func (r *run) network(ctx context.Context, rec *Record) error {
 		}
 	}
 	rec.Summary("%s", strings.Join(lines, "; "))
+	if err == nil && len(res.Links) == 0 {
+		return errors.New("no link to configure: no --iface, none in the metadata, no physical Ethernet link in /sys/class/net")
+	}
 	if err != nil && ctx.Err() != nil {
 		return fmt.Errorf("%w (stopped %s before the overall deadline, left to the steps after it)", err, netReserve(cfg.Timeout))
 	}

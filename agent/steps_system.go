@@ -60,8 +60,12 @@ func (r *run) drive(ctx context.Context, rec *Record) error {
 	}
 	rec.Fact("source", md.Source)
 	rec.Fact("instance_id", md.InstanceID)
-	rec.Summary("%s on %s (%s, openstack/%s): instance %s, %d keys, user_data %s",
-		cfg.Label, md.Source, md.FSType, md.Version, orNone(md.InstanceID), len(md.PublicKeys), md.UserData)
+	keys := fmt.Sprintf("%d keys", len(md.PublicKeys))
+	if len(md.PublicKeys) == 1 {
+		keys = "1 key"
+	}
+	rec.Summary("%s on %s (%s, openstack/%s): instance %s, %s, user_data %s",
+		cfg.Label, md.Source, md.FSType, md.Version, orNone(md.InstanceID), keys, md.UserData)
 	return nil
 }
 

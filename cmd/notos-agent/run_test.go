@@ -338,3 +338,34 @@ func TestStageOneExecsLocal(t *testing.T) {
 		t.Errorf("a non-executable 1.local ran")
 	}
 }
+
+// Tier 1 (root): no link to configure (no --iface, no metadata, no
+// physical Ethernet link) is the net step's failure, not a silent success;
+// the steps around it still run.
+func TestRunBinaryNoLink(t *testing.T) {
+	ns := netnstest.New(t)
+	bin := testenv.AgentBinary(t)
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "sys/class/net"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	code, stderr, st := runBinaryWith(t, ns.Exec, bin, root, "run", "--root", root, "--drive", filepath.Join(root, "absent.iso"),
+		"--skip", "modules", "--timeout", "20s")
+	if code != 1 {
+		t.Errorf("exit %d, want 1; stderr:\n%s", code, stderr)
+	}
+	want := map[string]agent.Outcome{
+		"mounts": agent.Skipped, "cmdline": agent.Skipped, "modules": agent.Skipped, "drive": agent.Failed, "links": agent.OK,
+		"seed": agent.Skipped, "keys": agent.Skipped, "hostname": agent.Skipped, "net": agent.Failed, "userdata": agent.Skipped,
+	}
+	got := map[string]agent.Outcome{}
+	for _, s := range st.Steps {
+		got[s.Name] = s.Outcome
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("outcomes mismatch (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(stderr, "notos-agent: net: failed: no link to configure") {
+		t.Errorf("stderr:\n%s", stderr)
+	}
+}
