@@ -15,8 +15,8 @@ import (
 // name in later ones (modprobe.d(5)).
 var modprobeDirs = []string{"/etc/modprobe.d", "/run/modprobe.d", "/usr/local/lib/modprobe.d", "/lib/modprobe.d", "/usr/lib/modprobe.d"}
 
-// config is what notos-agent takes from modprobe.d: options, softdeps and
-// blacklists. "install" and "remove" commands are not run (they are shell
+// config is what notos-agent takes from modprobe.d and the kernel command
+// line: options, softdeps and blacklists. "install" and "remove" commands are not run (they are shell
 // commands), nor are "alias" lines read.
 type config struct {
 	options   map[string]string
@@ -49,7 +49,63 @@ func readConfig(root string) (*config, error) {
 			return nil, err
 		}
 	}
+	// Without /proc (not mounted yet) there is no command line to read.
+	if b, err := readIndex(filepath.Join(root, "/proc/cmdline"), 64<<10); err == nil {
+		cfg.parseCmdline(string(b))
+	}
 	return cfg, nil
+}
+
+// parseCmdline takes, as kmod does, module options from the kernel command
+// line ("virtio_net.napi_tx=0", "isofs.check=r", a bare "mod.flag") and
+// "modprobe.blacklist=a,b". They come after modprobe.d's options, so they
+// win. Values may be double-quoted, spaces and all (kernel/params.c
+// next_arg).
+func (cfg *config) parseCmdline(line string) {
+	for _, arg := range cmdlineArgs(line) {
+		key, _, _ := strings.Cut(arg, "=")
+		mod, param, ok := strings.Cut(key, ".")
+		if !ok || param == "" || !validName(mod) {
+			continue
+		}
+		if key == "modprobe.blacklist" {
+			_, list, _ := strings.Cut(arg, "=")
+			for _, m := range strings.Split(list, ",") {
+				if m != "" {
+					cfg.blacklist[normalize(m)] = true
+				}
+			}
+			continue
+		}
+		m := normalize(mod)
+		cfg.options[m] = strings.TrimSpace(cfg.options[m] + " " + arg[len(mod)+1:])
+	}
+}
+
+// cmdlineArgs splits the kernel command line at spaces outside double
+// quotes, keeping the quotes.
+func cmdlineArgs(line string) []string {
+	var args []string
+	var cur strings.Builder
+	quoted := false
+	for _, c := range line {
+		switch {
+		case c == '"':
+			quoted = !quoted
+			cur.WriteRune(c)
+		case !quoted && (c == ' ' || c == '\t' || c == '\n'):
+			if cur.Len() > 0 {
+				args = append(args, cur.String())
+				cur.Reset()
+			}
+		default:
+			cur.WriteRune(c)
+		}
+	}
+	if cur.Len() > 0 {
+		args = append(args, cur.String())
+	}
+	return args
 }
 
 // parse adds one modprobe.d file to cfg. A line ending in '\' continues

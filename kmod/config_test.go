@@ -61,3 +61,37 @@ func TestModprobeConfigMalformed(t *testing.T) {
 		}
 	}
 }
+
+// TestKernelCmdline: module options and modprobe.blacklist from
+// /proc/cmdline, after modprobe.d's options and before those given with
+// the name.
+func TestKernelCmdline(t *testing.T) {
+	s := newFakeSystem(t)
+	virtioTree(s)
+	s.write("/etc/modprobe.d/local.conf", []byte("options isofs check=strict\n"))
+	s.write("/proc/cmdline", []byte(`BOOT_IMAGE=/boot/vmlinuz-6.1 root=UUID=x ro console=ttyS0,115200 isofs.check=r isofs.map="a b" cdrom.debug modprobe.blacklist=virtio_blk,nosuch rd.luks=0 quiet`+"\n"))
+	results := s.loader().Load(context.Background(), "isofs block=1", "virtio:d00000002v1")
+	want := []outcome{
+		{"isofs", "cdrom", true, Loaded, "finit_module"},
+		{"isofs", "isofs", false, Loaded, "finit_module"},
+		{"virtio:d00000002v1", "virtio:d00000002v1", false, Failed, ""},
+	}
+	if diff := cmp.Diff(want, outcomes(results)); diff != "" {
+		t.Errorf("results (-want +got):\n%s", diff)
+	}
+	wantCalls := []call{
+		{"finit_module", "cdrom", "debug", 0},
+		{"finit_module", "isofs", `check=strict check=r map="a b" block=1`, 0},
+	}
+	if diff := cmp.Diff(wantCalls, s.kernel.calls); diff != "" {
+		t.Errorf("kernel calls (-want +got):\n%s", diff)
+	}
+}
+
+func TestCmdlineArgs(t *testing.T) {
+	got := cmdlineArgs(" a b=\"c d\"\te.f=\"\" \n")
+	want := []string{"a", `b="c d"`, `e.f=""`}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("cmdlineArgs (-want +got):\n%s", diff)
+	}
+}

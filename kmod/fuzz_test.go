@@ -37,13 +37,16 @@ func FuzzParseDep(f *testing.F) {
 	})
 }
 
-// FuzzParseIndexes: no input panics the other index parsers.
+// FuzzParseIndexes: no input panics the other index parsers, the
+// modprobe.d parser or the kernel command line parser.
 func FuzzParseIndexes(f *testing.F) {
 	f.Add([]byte("alias fs-iso9660 isofs\nalias virtio:d00000001v* virtio_net\n"))
 	f.Add([]byte("softdep a pre: b post: c\nsoftdep x y\n"))
 	f.Add([]byte("kernel/net/packet/af_packet.ko\n"))
 	f.Add([]byte("af_packet.alias=net-pf-17\x00x.license=GPL\x00.alias=\x00"))
 	f.Add([]byte("isofs 53248 0 - Live 0x0\n"))
+	f.Add([]byte("options a b=1 \\\n c=2\nblacklist x\n"))
+	f.Add([]byte(`root=/dev/vda isofs.map="a b" modprobe.blacklist=a,b`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		parseAlias(data, "modules.alias")
 		parseBuiltin(data, "modules.builtin")
@@ -54,6 +57,9 @@ func FuzzParseIndexes(f *testing.F) {
 			}
 		}
 		parseProcModules(data)
+		cfg := &config{options: map[string]string{}, softdep: map[string]softdep{}, blacklist: map[string]bool{}}
+		cfg.parse(data, "x.conf")
+		cfg.parseCmdline(string(data))
 	})
 }
 
