@@ -3,7 +3,8 @@
 // resolves names through modules.alias, loads modules.dep dependencies and
 // modules.softdep pre-modules first, recognises built-in and already loaded
 // modules, and loads plain or compressed (.ko.xz, .ko.zst, .ko.gz) files.
-// From modprobe.d it takes options, softdeps and blacklists.
+// From modprobe.d it takes options, softdeps and blacklists, and from the
+// kernel command line module options and modprobe.blacklist.
 //
 // Failures are per module: a missing or refused module is reported in its
 // Result and the others are still loaded.
