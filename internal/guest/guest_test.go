@@ -1,0 +1,19 @@
+package guest
+
+import (
+	"os/exec"
+	"testing"
+)
+
+// The run arguments reach the agent as the words they were, whatever
+// they hold.
+func TestShellQuote(t *testing.T) {
+	args := []string{"--timeout", "20s", "it's", "$HOME", "a b", ""}
+	out, err := exec.Command("sh", "-c", `for a in `+shellQuote(args)+`; do printf '[%s]' "$a"; done`).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(out), "[--timeout][20s][it's][$HOME][a b][]"; got != want {
+		t.Errorf("shell words = %s, want %s", got, want)
+	}
+}

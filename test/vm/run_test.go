@@ -1,0 +1,252 @@
+package vm_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/notos-agent/notos-agent/agent"
+	"github.com/notos-agent/notos-agent/internal/guest"
+	"github.com/notos-agent/notos-agent/internal/testenv"
+	"github.com/notos-agent/notos-agent/internal/vm"
+)
+
+// runTimeout is what stage 1 gives `notos-agent run` (--timeout); a boot
+// must reach stage 2 well inside it.
+const runTimeout = 30 * time.Second
+
+// TestRun boots the not-os-like guest (internal/guest: runit as PID 1,
+// `notos-agent run` in /etc/runit/1, vda ext4 rootfs, vdb config-2, QEMU's
+// user network and its DHCP server) once per kind of config drive and
+// asserts from the console and the guest's files what issue 5 asks: keys,
+// hostname, address and route, state.json, stage 2 reached.
+func TestRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped in -short: boots a kernel under QEMU four times")
+	}
+	testenv.RequireCommands(t, "qemu-system-x86_64", "busybox", "runit", "depmod", "mke2fs", "genisoimage", "ssh-keygen", "blkid")
+	agentBin := testenv.AgentBinary(t)
+	_, bakedPub := guest.KeyPair(t, "baked@image")
+	baked := string(bakedPub)
+	_, pub1 := guest.KeyPair(t, "first@drive")
+	_, pub2 := guest.KeyPair(t, "second@drive")
+	runArgs := []string{"--timeout", runTimeout.String()}
+
+	t.Run("digitalocean-mkdrive", func(t *testing.T) {
+		keys := filepath.Join(t.TempDir(), "keys.pub")
+		if err := os.WriteFile(keys, append(slices.Clone(pub1), pub2...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		drive := filepath.Join(t.TempDir(), "config-2.iso")
+		if out, err := exec.Command(agentBin, "mkdrive", "-o", drive, "--digitalocean", "--key", keys, "--hostname", "droplet-vmtest").CombinedOutput(); err != nil {
+			t.Fatalf("notos-agent mkdrive: %v\n%s", err, out)
+		}
+		rep := boot(t, guest.Options{Agent: agentBin, Drive: drive, AuthorizedKeys: baked, RunArgs: runArgs})
+		if got, want := rep.AuthorizedKeys, string(pub1)+string(pub2); got != want {
+			t.Errorf("/etc/ssh/authorized_keys.d/root = %q, want the drive's two keys %q (the baked key replaced)", got, want)
+		}
+		if rep.Hostname != "droplet-vmtest" || rep.EtcHostname != "droplet-vmtest" {
+			t.Errorf("hostname %q, /etc/hostname %q, want droplet-vmtest", rep.Hostname, rep.EtcHostname)
+		}
+		checkDHCP(t, rep)
+		checkDisks(t, rep, true)
+		st := checkState(t, rep, "0", map[string]agent.Outcome{"seed": agent.Skipped, "userdata": agent.Skipped})
+		if !strings.HasPrefix(st.Source, "/dev/vdb") {
+			t.Errorf("state.json source = %q, want /dev/vdb", st.Source)
+		}
+		if st.InstanceID == "" {
+			t.Errorf("state.json has no instance_id")
+		}
+	})
+
+	t.Run("no-drive", func(t *testing.T) {
+		rep := boot(t, guest.Options{Agent: agentBin, AuthorizedKeys: baked, RunArgs: runArgs})
+		if rep.AuthorizedKeys != baked {
+			t.Errorf("/etc/ssh/authorized_keys.d/root = %q, want the baked key kept: %q", rep.AuthorizedKeys, baked)
+		}
+		checkDHCP(t, rep)
+		checkDisks(t, rep, false)
+		st := checkState(t, rep, "1", map[string]agent.Outcome{
+			"drive": agent.Failed, "seed": agent.Skipped, "keys": agent.Skipped,
+			"hostname": agent.Skipped, "userdata": agent.Skipped,
+		})
+		checkDuration(t, st)
+	})
+
+	t.Run("corrupt-meta-data", func(t *testing.T) {
+		dir := vm.WriteTree(t, t.TempDir(), map[string]string{
+			"openstack/latest/meta_data.json":    `{"uuid": "vmtest-corrupt", "public_keys": {"0": "ssh-ed25519 AAAA`,
+			"openstack/latest/network_data.json": `{"links": [], "networks": [], "services": []}`,
+		})
+		drive := vm.ISOImage(t, dir, "config-2", "-r", "-J")
+		rep := boot(t, guest.Options{Agent: agentBin, Drive: drive, AuthorizedKeys: baked, RunArgs: runArgs})
+		if rep.AuthorizedKeys != baked {
+			t.Errorf("/etc/ssh/authorized_keys.d/root = %q, want the baked key kept: %q", rep.AuthorizedKeys, baked)
+		}
+		checkDHCP(t, rep)
+		st := checkState(t, rep, "1", map[string]agent.Outcome{
+			"drive": agent.Failed, "seed": agent.Skipped, "keys": agent.Skipped,
+			"hostname": agent.Skipped, "userdata": agent.Skipped,
+		})
+		checkDuration(t, st)
+		// The console names the file that is broken.
+		re := regexp.MustCompile(`(?m)^notos-agent: drive: failed: .*meta_data\.json`)
+		if line := re.FindString(rep.Console); line == "" {
+			t.Errorf("no console line matching %s", re)
+		} else {
+			t.Logf("console: %s", line)
+		}
+	})
+
+	t.Run("random-seed", func(t *testing.T) {
+		seed := make([]byte, 512)
+		for i := range seed {
+			seed[i] = byte(i*7 + 3)
+		}
+		md, err := json.Marshal(map[string]any{
+			"uuid":        "vmtest-seed",
+			"hostname":    "seeded",
+			"public_keys": map[string]string{"0": strings.TrimSpace(string(pub1))},
+			"random_seed": base64.StdEncoding.EncodeToString(seed),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// OpenStack's way: genisoimage -J -r from a tree.
+		dir := vm.WriteTree(t, t.TempDir(), map[string]string{"openstack/latest/meta_data.json": string(md)})
+		drive := vm.ISOImage(t, dir, "config-2", "-r", "-J")
+		rep := boot(t, guest.Options{Agent: agentBin, Drive: drive, AuthorizedKeys: baked, RunArgs: runArgs})
+		if rep.AuthorizedKeys != string(pub1) {
+			t.Errorf("/etc/ssh/authorized_keys.d/root = %q, want %q", rep.AuthorizedKeys, pub1)
+		}
+		if rep.Hostname != "seeded" {
+			t.Errorf("hostname %q, want seeded", rep.Hostname)
+		}
+		checkDHCP(t, rep)
+		st := checkState(t, rep, "0", map[string]agent.Outcome{"userdata": agent.Skipped})
+		s := step(st, "seed")
+		if got := s.Facts["seed_bytes"]; got != "512" {
+			t.Errorf("state.json seed step seed_bytes = %q, want 512 (%+v)", got, s)
+		}
+		t.Logf("entropy_avail: %s before run, %s after (stage 1), %s in stage 2; the agent saw %s -> %s",
+			rep.EntropyBefore, rep.EntropyAfter, rep.EntropyStage2, s.Facts["entropy_avail_before"], s.Facts["entropy_avail_after"])
+		for name, v := range map[string]string{"before": rep.EntropyBefore, "after": rep.EntropyAfter} {
+			if _, err := strconv.Atoi(v); err != nil {
+				t.Errorf("entropy_avail %s the run = %q, not a number", name, v)
+			}
+		}
+	})
+}
+
+// boot boots the guest and returns its stage-2 report, logging the times.
+func boot(t *testing.T, o guest.Options) *guest.Report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), bootTimeout)
+	defer cancel()
+	m := guest.Boot(ctx, t, o)
+	rep, err := m.WaitReport(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("boot to stage 2: %.2fs (host clock, from QEMU's start); guest uptime %ss before run, %ss after, %ss at stage 2; run exit %s",
+		rep.Stage2.Seconds(), rep.UptimeBeforeRun, rep.UptimeAfterRun, rep.UptimeStage2, rep.RunExit)
+	if out := regexp.MustCompile(`(?m)^notos-agent: .*$`).FindAllString(rep.Console, -1); len(out) > 0 {
+		t.Logf("agent's lines on the console:\n%s", strings.Join(out, "\n"))
+	}
+	m.Kill()
+	return rep
+}
+
+// checkDHCP asserts the address and default route QEMU's DHCP server gives.
+func checkDHCP(t *testing.T, rep *guest.Report) {
+	t.Helper()
+	addr := strings.Join(rep.Addr, "\n")
+	if !regexp.MustCompile(`inet 10\.0\.2\.15/24 .*eth0`).MatchString(addr) {
+		t.Errorf("ip -4 addr has no 10.0.2.15/24 on eth0:\n%s", addr)
+	}
+	if !slices.ContainsFunc(rep.Route, func(l string) bool {
+		return strings.HasPrefix(l, "default via 10.0.2.2 dev eth0")
+	}) {
+		t.Errorf("ip -4 route has no default via 10.0.2.2 dev eth0:\n%s", strings.Join(rep.Route, "\n"))
+	}
+}
+
+// checkDisks asserts the DigitalOcean layout the guest sees.
+func checkDisks(t *testing.T, rep *guest.Report, drive bool) {
+	t.Helper()
+	blkid := strings.Join(rep.Blkid, "\n")
+	if !regexp.MustCompile(`(?m)^/dev/vda: .*LABEL="rootfs" .*TYPE="ext4"`).MatchString(blkid) {
+		t.Errorf("blkid shows no ext4 vda labelled rootfs:\n%s", blkid)
+	}
+	if got := regexp.MustCompile(`(?m)^/dev/vdb: .*LABEL="config-2" .*TYPE="iso9660"`).MatchString(blkid); got != drive {
+		t.Errorf("blkid: config-2 ISO on vdb = %v, want %v:\n%s", got, drive, blkid)
+	}
+}
+
+// checkState parses state.json and checks the exit code stage 1 saw and
+// state.json records, and that every step ran with the outcome given in
+// want, ok when not listed.
+func checkState(t *testing.T, rep *guest.Report, exit string, want map[string]agent.Outcome) *agent.State {
+	t.Helper()
+	if rep.RunExit != exit {
+		t.Errorf("notos-agent run exited %s, want %s", rep.RunExit, exit)
+	}
+	var st agent.State
+	if err := json.Unmarshal([]byte(rep.State), &st); err != nil {
+		t.Fatalf("state.json: %v\n%s", err, rep.State)
+	}
+	if strconv.Itoa(st.ExitCode) != exit {
+		t.Errorf("state.json exit_code = %d, want %s", st.ExitCode, exit)
+	}
+	got := map[string]agent.Outcome{}
+	var names []string
+	for _, s := range st.Steps {
+		got[s.Name] = s.Outcome
+		names = append(names, s.Name)
+	}
+	if diff := cmp.Diff(agent.StepNames, names); diff != "" {
+		t.Errorf("state.json steps (-want +got):\n%s", diff)
+	}
+	wantAll := map[string]agent.Outcome{}
+	for _, n := range agent.StepNames {
+		wantAll[n] = agent.OK
+		if o, ok := want[n]; ok {
+			wantAll[n] = o
+		}
+	}
+	if diff := cmp.Diff(wantAll, got); diff != "" {
+		t.Errorf("state.json step outcomes (-want +got):\n%s\n%s", diff, rep.State)
+	}
+	return &st
+}
+
+// checkDuration asserts the run ended well inside its deadline and logs it.
+func checkDuration(t *testing.T, st *agent.State) {
+	t.Helper()
+	d := st.Finished.Sub(st.Started)
+	t.Logf("notos-agent run took %s (deadline %s)", d.Round(time.Millisecond), runTimeout)
+	if d > runTimeout/2 {
+		t.Errorf("notos-agent run took %s, want well inside its %s deadline", d, runTimeout)
+	}
+}
+
+// step returns the named step's result from state.json.
+func step(st *agent.State, name string) agent.StepResult {
+	for _, s := range st.Steps {
+		if s.Name == name {
+			return s
+		}
+	}
+	return agent.StepResult{}
+}
