@@ -268,3 +268,20 @@ func TestEnsureMountsForReal(t *testing.T) {
 		t.Errorf("second ensureMounts mounted %v, %v; want nothing", done, err)
 	}
 }
+
+func FuzzParseMountinfo(f *testing.F) {
+	f.Add([]byte(fullMountinfo))
+	f.Add([]byte("1 0 0:1 / /a\\040b\\ rw - x\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		mounts, err := ParseMountinfo(data)
+		if err != nil {
+			return
+		}
+		for _, m := range mounts {
+			if m.FSType == "" || m.Point == "" {
+				t.Errorf("mount %+v without a type or a mount point", m)
+			}
+		}
+		MissingMounts(mounts, "/")
+	})
+}
