@@ -265,7 +265,9 @@ func Keep(ctx context.Context, links []string, o UpOptions, release bool) error 
 }
 
 func keepLink(ctx context.Context, name string, o UpOptions, release bool) error {
-	h, err := netlink.NewHandle()
+	// NETLINK_ROUTE only: without a family NewHandle also opens XFRM, whose
+	// module (xfrm_user) is not loaded at boot.
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("keeper on %s: open netlink: %w", name, err)
 	}

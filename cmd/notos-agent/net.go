@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/notos-agent/notos-agent/configdrive"
 	"github.com/notos-agent/notos-agent/netcfg"
@@ -90,7 +91,9 @@ func cmdNet(args []string, stdout, stderr io.Writer) int {
 	if o.Metadata != nil && netcfg.ValidDNSName(o.Metadata.Hostname) {
 		o.DHCP.Hostname = o.Metadata.Hostname
 	}
-	h, err := netlink.NewHandle()
+	// NETLINK_ROUTE only: without a family NewHandle also opens XFRM, whose
+	// module (xfrm_user) is not loaded at boot.
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return fail(stderr, "net", fmt.Errorf("open netlink: %w", err))
 	}
