@@ -475,3 +475,49 @@ func TestNetKeepRebindAnswered(t *testing.T) {
 		t.Errorf("keeper exit: %v", err)
 	}
 }
+
+func TestNetTwoLinks(t *testing.T) {
+	ns := netnstest.New(t)
+	bin := testenv.AgentBinary(t)
+	// A second link, eth1, on its own subnet served by the same dnsmasq.
+	ns.AddVeth(t, "eth1", "", "srv1")
+	ns.Peer.Run(t, "ip", "addr", "add", "10.88.0.1/24", "dev", "srv1")
+	ns.Peer.Run(t, "ip", "link", "set", "srv1", "up")
+	ns.Run(t, "ip", "link", "set", "eth1", "up")
+	netnstest.StartDnsmasq(t, ns, netRange, "--interface=srv1",
+		"--dhcp-range=10.88.0.10,10.88.0.50,255.255.255.0,2m",
+		"--dhcp-option=tag:srv0,6,10.77.0.53", "--dhcp-option=tag:srv1,6,10.88.0.53",
+		"--dhcp-option=tag:srv1,3")
+	root := netRoot(t)
+	code, out, errs := runNet(t, ns, bin, "--iface", "eth0", "--iface", "eth1", "--net", "dhcp", "--root", root, "--timeout", "20s")
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "net eth0 dhcp 10.77.0.") || !strings.HasPrefix(lines[1], "net eth1 dhcp 10.88.0.") {
+		t.Errorf("stdout %q, want eth0's line, eth1's line, then resolv.conf", lines)
+	}
+	for link, prefix := range map[string]string{"eth0": "10.77.0.", "eth1": "10.88.0."} {
+		var got []string
+		for _, l := range ns.Addrs(t, "dev", link) {
+			for _, a := range l.Addrs {
+				if a.Family == "inet" {
+					got = append(got, a.Local)
+				}
+			}
+		}
+		if len(got) != 1 || !strings.HasPrefix(got[0], prefix) {
+			t.Errorf("%s addresses %q, want one %sx", link, got, prefix)
+		}
+		if _, err := netcfg.LoadLease(root, link); err != nil {
+			t.Errorf("lease of %s: %v", link, err)
+		}
+	}
+	conf, err := os.ReadFile(filepath.Join(root, "etc/resolv.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(conf), "nameserver 10.77.0.53\nnameserver 10.88.0.53") {
+		t.Errorf("resolv.conf does not list both links' servers in link order:\n%s", conf)
+	}
+}
