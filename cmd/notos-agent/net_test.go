@@ -244,7 +244,6 @@ func TestNetDHCP(t *testing.T) {
 }
 
 func TestNetRoutes(t *testing.T) {
-	bin := testenv.AgentBinary(t)
 	tests := []struct {
 		name    string
 		options []string
@@ -267,6 +266,7 @@ func TestNetRoutes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ns := netnstest.New(t)
+			bin := testenv.AgentBinary(t)
 			netnstest.StartDnsmasq(t, ns, append([]string{netRange}, tt.options...)...)
 			code, out, errs := runNet(t, ns, bin, "--iface", "eth0", "--net", "dhcp", "--root", netRoot(t), "--timeout", "20s")
 			if code != 0 {
