@@ -60,24 +60,54 @@ func cmdKeys(args []string, stdout, stderr io.Writer) int {
 	if md == nil {
 		return code
 	}
-	kr, err := agent.InstallKeys(md, agent.KeysOptions{Root: *root, User: *user})
-	if err != nil {
-		return fail(stderr, "keys", err)
+	// The keys and the host name are independent: they are written at
+	// the same time so that their fsyncs share the disk's flushes, which
+	// are most of a fresh install's time.
+	host := make(chan hostnameOutcome, 1)
+	if *noHostname {
+		host <- hostnameOutcome{skipped: true}
+	} else {
+		go installHostname(md, *root, host)
 	}
-	for _, w := range kr.Warnings {
-		fmt.Fprintf(stderr, "notos-agent: keys: warning: %s\n", w)
-	}
-	summary := []string{"keys: " + kr.Summary()}
-	if !*noHostname {
-		hr, err := agent.InstallHostname(md, agent.HostnameOptions{Root: *root})
-		switch {
-		case err != nil:
-			code = fail(stderr, "hostname", err)
-			summary = append(summary, "hostname: failed")
-		default:
-			summary = append(summary, "hostname: "+hr.Summary())
+	kr, kerr := agent.InstallKeys(md, agent.KeysOptions{Root: *root, User: *user})
+	h := <-host
+
+	var summary []string
+	if kerr != nil {
+		code = fail(stderr, "keys", kerr)
+		summary = append(summary, "keys: failed")
+	} else {
+		for _, w := range kr.Warnings {
+			fmt.Fprintf(stderr, "notos-agent: keys: warning: %s\n", w)
 		}
+		summary = append(summary, "keys: "+kr.Summary())
+	}
+	switch {
+	case h.skipped:
+	case h.err != nil:
+		code = fail(stderr, "hostname", h.err)
+		summary = append(summary, "hostname: failed")
+	default:
+		summary = append(summary, "hostname: "+h.res.Summary())
 	}
 	fmt.Fprintf(stdout, "notos-agent: %s\n", strings.Join(summary, "; "))
 	return code
+}
+
+type hostnameOutcome struct {
+	res     agent.HostnameResult
+	err     error
+	skipped bool
+}
+
+// installHostname runs agent.InstallHostname for cmdKeys' goroutine; a
+// panic becomes an error instead of killing the process.
+func installHostname(md *configdrive.Metadata, root string, out chan<- hostnameOutcome) {
+	defer func() {
+		if p := recover(); p != nil {
+			out <- hostnameOutcome{err: fmt.Errorf("panic: %v", p)}
+		}
+	}()
+	res, err := agent.InstallHostname(md, agent.HostnameOptions{Root: root})
+	out <- hostnameOutcome{res: res, err: err}
 }

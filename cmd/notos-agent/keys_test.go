@@ -201,6 +201,7 @@ func TestKeysCommandFailures(t *testing.T) {
 		setup   func(t *testing.T, root string) (drive, keep string)
 		args    []string
 		wantErr string // the whole stderr line after "notos-agent: "
+		wantOut string // the summary line; "" when the drive is not read
 	}{
 		{name: "no such drive",
 			setup:   func(t *testing.T, root string) (string, string) { return "/nonexistent/config-2.iso", "" },
@@ -223,11 +224,13 @@ func TestKeysCommandFailures(t *testing.T) {
 				}
 				return good, victim
 			},
-			wantErr: "keys: write ROOT/etc/ssh/authorized_keys.d/root: refusing to write through a symbolic link"},
+			wantErr: "keys: write ROOT/etc/ssh/authorized_keys.d/root: refusing to write through a symbolic link",
+			wantOut: "keys: failed; hostname: web-1 (changed)"},
 		{name: "unknown user",
 			setup:   func(t *testing.T, root string) (string, string) { return good, "" },
 			args:    []string{"--user", "nobody"},
-			wantErr: `keys: look up user "nobody": open ROOT/etc/passwd: no such file or directory`},
+			wantErr: `keys: look up user "nobody": open ROOT/etc/passwd: no such file or directory`,
+			wantOut: "keys: failed; hostname: web-1 (changed)"},
 		{name: "unusable hostname",
 			setup: func(t *testing.T, root string) (string, string) {
 				tree := copyDrive(t, doDrive, map[string]string{
@@ -236,7 +239,8 @@ func TestKeysCommandFailures(t *testing.T) {
 				})
 				return driveImage(t, tree, "genisoimage"), ""
 			},
-			wantErr: `hostname: hostname: host name "___": no usable host name`},
+			wantErr: `hostname: hostname: host name "___": no usable host name`,
+			wantOut: "keys: no valid key on the drive, ROOT/etc/ssh/authorized_keys.d/root left untouched; hostname: failed"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
@@ -247,9 +251,13 @@ func TestKeysCommandFailures(t *testing.T) {
 				writeOld(t, keep, old)
 			}
 			stdout, stderr, code := agentRun(t, append([]string{"keys", "--drive", drive, "--root", root}, tt.args...)...)
-			wantErr := strings.NewReplacer("ROOT", root, "DRIVE", drive).Replace("notos-agent: " + tt.wantErr + "\n")
-			if code != 1 || stderr != wantErr {
-				t.Errorf("exit %d, stderr %q (stdout %q); want exit 1, stderr %q", code, stderr, stdout, wantErr)
+			r := strings.NewReplacer("ROOT", root, "DRIVE", drive)
+			wantErr, wantOut := r.Replace("notos-agent: "+tt.wantErr+"\n"), ""
+			if tt.wantOut != "" {
+				wantOut = r.Replace("notos-agent: " + tt.wantOut + "\n")
+			}
+			if diff := cmp.Diff([]any{1, wantErr, wantOut}, []any{code, stderr, stdout}); diff != "" {
+				t.Errorf("exit, stderr, stdout (-want +got):\n%s", diff)
 			}
 			if b, _ := os.ReadFile(keep); string(b) != old {
 				t.Errorf("%s = %q, want it untouched", keep, b)
