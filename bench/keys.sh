@@ -7,6 +7,8 @@
 #   notos-agent keys --drive IMAGE --root TMP
 #       fresh:  TMP/etc removed before each run, so the key file, its
 #               directory and etc/hostname are created every time
+#       tmpfs:  fresh, with TMP on /dev/shm: fsync is free there, so this
+#               is the process's own cost without the disk's flush latency
 #       rerun:  the files are already right (the common case at boot)
 #   seed:  isoinfo -R -x /openstack/latest/meta_data.json | jq -r
 #          '.public_keys."0"' > file, then cp into authorized_keys.d (the
@@ -47,6 +49,13 @@ grep -q '^ssh-' "$tmp/seed/etc/ssh/authorized_keys.d/root" ||
 hyperfine --style basic --runs "$RUNS" --warmup 3 -N --export-json "$tmp/fresh.json" \
 	--prepare "rm -rf $tmp/root/etc" \
 	--command-name "notos-agent keys (fresh)" "$BIN keys --drive $img --root $tmp/root" >/dev/null
+# The same on a tmpfs root, where fsync costs nothing: what the process
+# itself costs, apart from the disk's flush latency.
+shm=$(mktemp -d -p /dev/shm)
+trap 'rm -rf "$tmp" "$shm"' EXIT
+hyperfine --style basic --runs "$RUNS" --warmup 3 -N --export-json "$tmp/tmpfs.json" \
+	--prepare "rm -rf $shm/etc" \
+	--command-name "notos-agent keys (fresh, tmpfs)" "$BIN keys --drive $img --root $shm" >/dev/null
 hyperfine --style basic --runs "$RUNS" --warmup 3 -N --export-json "$tmp/rerun.json" \
 	--command-name "notos-agent keys (rerun)" "$BIN keys --drive $img --root $tmp/root" >/dev/null
 hyperfine --style basic --runs "$RUNS" --warmup 3 --export-json "$tmp/seed.json" \
@@ -54,7 +63,7 @@ hyperfine --style basic --runs "$RUNS" --warmup 3 --export-json "$tmp/seed.json"
 
 echo "keys on the DigitalOcean layout, $RUNS runs each (ms):"
 printf '  %-32s %8s %8s %8s\n' command median min max
-for f in fresh rerun seed; do
+for f in fresh tmpfs rerun seed; do
 	jq -r '.results[] | [.command, .median*1000, .min*1000, .max*1000] | @tsv' "$tmp/$f.json" |
 		while IFS=$'\t' read -r name med min max; do
 			printf '  %-32s %8.2f %8.2f %8.2f\n' "$name" "$med" "$min" "$max"
