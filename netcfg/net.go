@@ -167,7 +167,10 @@ func Up(ctx context.Context, h *netlink.Handle, o UpOptions) (UpResult, error) {
 					mu.Unlock()
 					return
 				}
-				configure(withLease(lp, lease.Links[0]), lease.Links[0].Lease, lease.Warnings)
+				mu.Lock()
+				dl := withMetric(h, withLease(lp, lease.Links[0]))
+				mu.Unlock()
+				configure(dl, lease.Links[0].Lease, lease.Warnings)
 			}()
 		}
 	}
@@ -298,6 +301,9 @@ type netlinkConfigurer struct {
 }
 
 func (c netlinkConfigurer) Apply(ctx context.Context, p Plan) error {
+	for i := range p.Links {
+		p.Links[i] = withMetric(c.h, p.Links[i])
+	}
 	_, err := Apply(ctx, c.h, p, c.o)
 	return err
 }
@@ -305,9 +311,32 @@ func (c netlinkConfigurer) Apply(ctx context.Context, p Plan) error {
 func (c netlinkConfigurer) Remove(ctx context.Context, p Plan) error {
 	var errs []error
 	for _, lp := range p.Links {
-		errs = append(errs, Remove(ctx, c.h, lp))
+		errs = append(errs, Remove(ctx, c.h, withMetric(c.h, lp)))
 	}
 	return errors.Join(errs...)
+}
+
+// dhcpMetricBase plus the link's index is the metric of a DHCP link's
+// IPv4 routes, as dhcpcd does: two DHCP links' default routes then stand
+// side by side (with one metric, RouteReplace would let the second replace
+// the first), and the static side's metrics (0, 100, ...) come first.
+const dhcpMetricBase = 1000
+
+// withMetric gives lp's IPv4 routes without a metric the DHCP metric of
+// its link. A link that cannot be found is left as it is: Apply says so.
+func withMetric(h *netlink.Handle, lp LinkPlan) LinkPlan {
+	link, err := h.LinkByName(lp.Name)
+	if err != nil {
+		return lp
+	}
+	out := lp
+	out.Routes = slices.Clone(lp.Routes)
+	for i := range out.Routes {
+		if r := &out.Routes[i]; r.Metric == 0 && r.Dst.Addr().Is4() {
+			r.Metric = dhcpMetricBase + link.Attrs().Index
+		}
+	}
+	return out
 }
 
 // watchCarrier reports the link's carrier (IFF_LOWER_UP) each time it

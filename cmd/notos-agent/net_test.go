@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -486,8 +487,7 @@ func TestNetTwoLinks(t *testing.T) {
 	ns.Run(t, "ip", "link", "set", "eth1", "up")
 	netnstest.StartDnsmasq(t, ns, netRange, "--interface=srv1",
 		"--dhcp-range=10.88.0.10,10.88.0.50,255.255.255.0,2m",
-		"--dhcp-option=tag:srv0,6,10.77.0.53", "--dhcp-option=tag:srv1,6,10.88.0.53",
-		"--dhcp-option=tag:srv1,3")
+		"--dhcp-option=tag:srv0,6,10.77.0.53", "--dhcp-option=tag:srv1,6,10.88.0.53")
 	root := netRoot(t)
 	code, out, errs := runNet(t, ns, bin, "--iface", "eth0", "--iface", "eth1", "--net", "dhcp", "--root", root, "--timeout", "20s")
 	if code != 0 {
@@ -512,6 +512,17 @@ func TestNetTwoLinks(t *testing.T) {
 		if _, err := netcfg.LoadLease(root, link); err != nil {
 			t.Errorf("lease of %s: %v", link, err)
 		}
+	}
+	// Both default routes stand, each with its link's metric: the second
+	// lease does not replace the first's.
+	var defaults []string
+	for _, r := range ns.Routes(t) {
+		if r.Dst == "default" {
+			defaults = append(defaults, fmt.Sprintf("%s via %s metric %d", r.Dev, r.Gateway, r.Metric))
+		}
+	}
+	if len(defaults) != 2 || !strings.HasPrefix(defaults[0], "eth0 via 10.77.0.1 metric 10") || !strings.HasPrefix(defaults[1], "eth1 via 10.88.0.1 metric 10") {
+		t.Errorf("default routes %q, want one per link, eth0's first", defaults)
 	}
 	conf, err := os.ReadFile(filepath.Join(root, "etc/resolv.conf"))
 	if err != nil {
