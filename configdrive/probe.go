@@ -27,9 +27,10 @@ type probeResult struct {
 	fstype  string
 	label   string // the label blkid would show
 	labels  []string
-	joliet  bool // ISO9660 with a Joliet supplementary descriptor
-	fatBits int  // 12, 16 or 32 for vfat
-	fats    int  // number of FAT copies (vfat)
+	joliet  bool   // ISO9660 with a Joliet supplementary descriptor
+	fatBits int    // 12, 16 or 32 for vfat
+	fats    int    // number of FAT copies (vfat)
+	bpb     fatBPB // the boot sector (vfat)
 }
 
 func (p probeResult) matches(label string) bool {
@@ -255,7 +256,7 @@ func probeFAT(r io.ReaderAt) (probeResult, bool, error) {
 	if !ok {
 		return p, false, nil
 	}
-	p.fstype, p.fatBits, p.fats = FSVFAT, b.bits, int(b.numFATs)
+	p.fstype, p.fatBits, p.fats, p.bpb = FSVFAT, b.bits, int(b.numFATs), b
 	p.label = b.bootLabel
 	// The root directory's volume-label entry is what Windows and the
 	// kernel's vfat show and what mlabel changes; blkid prefers it too.
