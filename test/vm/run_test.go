@@ -35,11 +35,12 @@ func TestRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped in -short: boots a kernel under QEMU four times")
 	}
-	testenv.RequireCommands(t, "qemu-system-x86_64", "busybox", "runit", "depmod", "mke2fs", "genisoimage", "ssh-keygen", "blkid")
+	testenv.RequireCommands(t, "qemu-system-x86_64", "busybox", "runit", "depmod", "mke2fs", "genisoimage", "ssh-keygen", "blkid", "sshd", "ssh")
 	agentBin := testenv.AgentBinary(t)
 	_, bakedPub := guest.KeyPair(t, "baked@image")
 	baked := string(bakedPub)
-	_, pub1 := guest.KeyPair(t, "first@drive")
+	key1 := guest.KeyFiles(t, "first@drive")
+	pub1 := readFile(t, key1+".pub")
 	_, pub2 := guest.KeyPair(t, "second@drive")
 	runArgs := []string{"--timeout", runTimeout.String()}
 
@@ -52,7 +53,14 @@ func TestRun(t *testing.T) {
 		if out, err := exec.Command(agentBin, "mkdrive", "-o", drive, "--digitalocean", "--key", keys, "--hostname", "droplet-vmtest").CombinedOutput(); err != nil {
 			t.Fatalf("notos-agent mkdrive: %v\n%s", err, out)
 		}
-		rep := boot(t, guest.Options{Agent: agentBin, Drive: drive, AuthorizedKeys: baked, RunArgs: runArgs})
+		// The same boot proves the guest's stage-2 services: sshd as
+		// not-os runs it takes the drive's key, the lease keeper runs.
+		ctx, cancel := context.WithTimeout(t.Context(), bootTimeout)
+		defer cancel()
+		m, rep := bootCtx(ctx, t, guest.Options{
+			Agent: agentBin, Drive: drive, AuthorizedKeys: baked, RunArgs: runArgs,
+			SSHD: true, ForwardSSH: true, NetKeeper: true,
+		})
 		if got, want := rep.AuthorizedKeys, string(pub1)+string(pub2); got != want {
 			t.Errorf("/etc/ssh/authorized_keys.d/root = %q, want the drive's two keys %q (the baked key replaced)", got, want)
 		}
@@ -67,6 +75,21 @@ func TestRun(t *testing.T) {
 		}
 		if st.InstanceID == "" {
 			t.Errorf("state.json has no instance_id")
+		}
+
+		if _, err := m.WaitValue(ctx, "sshd"); err != nil {
+			t.Fatal(err)
+		}
+		out, err := vm.SSHCommand(ctx, m.HostPort(22), key1, "hostname; readlink /proc/1/exe; sv status /etc/service/*").CombinedOutput()
+		t.Logf("ssh with the drive's first key, %.2fs after QEMU started:\n%s", time.Since(m.Started).Seconds(), out)
+		if err != nil {
+			t.Fatalf("ssh: %v", err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if len(lines) != 4 || lines[0] != "droplet-vmtest" || lines[1] != "/sbin/runit" ||
+			!strings.HasPrefix(lines[2], "run: /etc/service/notos-net: (pid ") ||
+			!strings.HasPrefix(lines[3], "run: /etc/service/sshd: (pid ") {
+			t.Errorf("ssh 'hostname; readlink /proc/1/exe; sv status /etc/service/*' = %q, want droplet-vmtest, /sbin/runit, notos-net and sshd running", lines)
 		}
 	})
 
@@ -158,11 +181,20 @@ func TestRun(t *testing.T) {
 	})
 }
 
-// boot boots the guest and returns its stage-2 report, logging the times.
+// boot boots the guest and returns its stage-2 report; QEMU is killed.
 func boot(t *testing.T, o guest.Options) *guest.Report {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), bootTimeout)
 	defer cancel()
+	m, rep := bootCtx(ctx, t, o)
+	m.Kill()
+	return rep
+}
+
+// bootCtx boots the guest and returns it running with its stage-2
+// report, logging the times and the agent's lines.
+func bootCtx(ctx context.Context, t *testing.T, o guest.Options) (*guest.Machine, *guest.Report) {
+	t.Helper()
 	m := guest.Boot(ctx, t, o)
 	rep, err := m.WaitReport(ctx)
 	if err != nil {
@@ -173,8 +205,16 @@ func boot(t *testing.T, o guest.Options) *guest.Report {
 	if out := regexp.MustCompile(`(?m)^notos-agent: .*$`).FindAllString(rep.Console, -1); len(out) > 0 {
 		t.Logf("agent's lines on the console:\n%s", strings.Join(out, "\n"))
 	}
-	m.Kill()
-	return rep
+	return m, rep
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // checkDHCP asserts the address and default route QEMU's DHCP server gives.
