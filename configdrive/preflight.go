@@ -28,6 +28,14 @@ const (
 	fatMaxClusters = 16 << 20
 )
 
+// preflight runs the check for the filesystem Probe found.
+func preflight(r io.ReaderAt, p probeResult) error {
+	if p.fstype == FSVFAT {
+		return preflightFAT(r, p.bpb)
+	}
+	return preflightISO(r)
+}
+
 // preflightISO checks every size go-diskfs will allocate from, in the
 // primary and supplementary trees: path tables, directories (reached by
 // the tree and by the path table) and Rock Ridge continuation areas.

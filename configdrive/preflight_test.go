@@ -143,31 +143,3 @@ func TestReadFilesHugeSizes(t *testing.T) {
 		})
 	}
 }
-
-// TestPreflightAcceptsRealDrives: every kind of drive, with directories
-// over several sectors, passes the checks (the image tests read them all
-// through go-diskfs too).
-func TestPreflightAcceptsRealDrives(t *testing.T) {
-	for _, k := range imageKinds {
-		t.Run(k.name, func(t *testing.T) {
-			img := buildImage(t, k, doLayout, k.label)
-			f, err := os.Open(img)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			p, err := probe(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if p.fstype == FSISO9660 {
-				err = preflightISO(f)
-			} else {
-				err = preflightFAT(f, p.bpb)
-			}
-			if err != nil {
-				t.Errorf("preflight: %v", err)
-			}
-		})
-	}
-}

@@ -150,7 +150,7 @@ func readUserspace(r io.ReaderAt, p probeResult) (Files, error) {
 	switch p.fstype {
 	case FSISO9660:
 		files, err := guarded(func() (Files, error) {
-			if err := preflightISO(r); err != nil {
+			if err := preflight(r, p); err != nil {
 				return Files{}, fmt.Errorf("not handed to go-diskfs: %w", err)
 			}
 			fsys, err := iso9660.Read(b, 0, 0, isoSector)
@@ -181,7 +181,7 @@ func readUserspace(r io.ReaderAt, p probeResult) (Files, error) {
 			return Files{}, fmt.Errorf("go-diskfs reads only FAT filesystems with 2 FAT copies, this one has %d: %w", p.fats, errors.ErrUnsupported)
 		}
 		return guarded(func() (Files, error) {
-			if err := preflightFAT(r, p.bpb); err != nil {
+			if err := preflight(r, p); err != nil {
 				return Files{}, fmt.Errorf("not handed to go-diskfs: %w", err)
 			}
 			var fsys fs.FS

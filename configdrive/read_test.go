@@ -26,10 +26,16 @@ func TestReadFilesImages(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer f.Close()
 			fstype, label, err := Probe(f)
-			f.Close()
 			if err != nil || fstype != k.fstype || label != k.label {
 				t.Errorf("Probe = %q, %q, %v; want %q, %q", fstype, label, err, k.fstype, k.label)
+			}
+			// A real drive passes the checks that guard go-diskfs.
+			if p, err := probe(f); err != nil {
+				t.Errorf("probe: %v", err)
+			} else if err := preflight(f, p); err != nil {
+				t.Errorf("preflight: %v", err)
 			}
 			got, err := ReadFiles(context.Background(), img, ReadOptions{RunDir: t.TempDir()})
 			if err != nil {
