@@ -182,6 +182,9 @@ func (l *Loader) Load(ctx context.Context, specs ...string) []Result {
 	}
 	idx, idxErr := l.index()
 	r.idx = idx
+	if idx == nil {
+		r.idx = &index{config: &config{}}
+	}
 	for _, spec := range specs {
 		spec = strings.TrimSpace(spec)
 		name, params := spec, ""
@@ -193,7 +196,16 @@ func (l *Loader) Load(ctx context.Context, specs ...string) []Result {
 			err = fmt.Errorf("bad module name %q", name)
 		}
 		if err != nil {
-			r.add(Result{Name: name, Module: normalize(name), Params: params, Outcome: Failed, Err: err})
+			res := Result{Name: name, Module: normalize(name), Params: params, Outcome: Failed, Err: err}
+			// Without a module tree (a monolithic kernel, or a tree
+			// that is unreadable), a module that is built in or already
+			// loaded is still present: only loading needs the tree.
+			if idxErr != nil && validName(name) {
+				if o, ok := r.present(res.Module); ok {
+					res.Outcome, res.Err = o, nil
+				}
+			}
+			r.add(res)
 			continue
 		}
 		r.named(name, params)

@@ -431,3 +431,27 @@ func TestLoadParams(t *testing.T) {
 		t.Errorf("kernel calls (-want +got):\n%s", diff)
 	}
 }
+
+// A kernel with no module tree at all (monolithic, or the tree missing):
+// modules that are built in or already loaded are still present, and only
+// a module that would need loading fails, naming the missing tree.
+func TestLoadWithoutTree(t *testing.T) {
+	s := newFakeSystem(t)
+	s.write("/sys/module/af_packet/parameters/x", nil) // built in: no initstate
+	s.loadedModule("isofs")
+	got := s.loader().Load(t.Context(), "af-packet", "isofs", "virtio_net")
+	want := []outcome{
+		{"af-packet", "af_packet", false, BuiltIn, ""},
+		{"isofs", "isofs", false, AlreadyLoaded, ""},
+		{"virtio_net", "virtio_net", false, Failed, ""},
+	}
+	if diff := cmp.Diff(want, outcomes(got)); diff != "" {
+		t.Errorf("outcomes (-want +got):\n%s", diff)
+	}
+	if err := got[2].Err; err == nil || !strings.Contains(err.Error(), "6.1.0-test") {
+		t.Errorf("virtio_net error = %v, want one naming the missing tree", err)
+	}
+	if len(s.kernel.calls) != 0 {
+		t.Errorf("kernel calls = %v, want none", s.kernel.calls)
+	}
+}
