@@ -24,6 +24,9 @@ func (sysMounter) Mount(source, target, fstype string, flags uintptr, data strin
 
 func (sysMounter) Unmount(target string) error { return unix.Unmount(target, 0) }
 
+// kernelModule provides each filesystem type the fallback mounts.
+var kernelModule = map[string]string{FSISO9660: "isofs", FSVFAT: "vfat"}
+
 // mountFlags: read-only, and nothing on the drive may act as a device, a
 // set-uid program or an executable.
 const mountFlags = unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
@@ -55,7 +58,12 @@ func readMounted(ctx context.Context, m mounter, device, fstype string, o ReadOp
 	}
 	if err := m.Mount(device, dir, fstype, mountFlags, ""); err != nil {
 		os.Remove(dir)
-		return Files{}, fmt.Errorf("mount %s on %s (%s, read-only): %w", device, dir, fstype, err)
+		hint := ""
+		if errors.Is(err, unix.ENODEV) {
+			// ENODEV: the kernel knows no such filesystem type.
+			hint = fmt.Sprintf(" (is the %s module loaded?)", kernelModule[fstype])
+		}
+		return Files{}, fmt.Errorf("mount %s on %s (%s, read-only): %w%s", device, dir, fstype, err, hint)
 	}
 	defer func() {
 		if uerr := m.Unmount(dir); uerr != nil {

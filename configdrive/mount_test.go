@@ -150,9 +150,17 @@ func TestReadFilesKernelFallback(t *testing.T) {
 			name:      "mount fails: both errors reported",
 			img:       broken,
 			block:     true,
+			mnt:       fakeMounter{mountErr: unix.EACCES},
+			wantCalls: []string{"mount " + broken + " iso9660 ro,nosuid,nodev,noexec "},
+			wantErr:   "with the kernel: mount " + broken + " on ",
+		},
+		{
+			name:      "no isofs in the kernel: the error says which module",
+			img:       broken,
+			block:     true,
 			mnt:       fakeMounter{mountErr: unix.ENODEV},
 			wantCalls: []string{"mount " + broken + " iso9660 ro,nosuid,nodev,noexec "},
-			wantErr:   "with the kernel: mount " + broken,
+			wantErr:   "(is the isofs module loaded?)",
 		},
 		{
 			name:      "mounted but empty: still unmounted",
