@@ -30,10 +30,13 @@ const runTimeout = 30 * time.Second
 // `notos-agent run` in /etc/runit/1, vda ext4 rootfs, vdb config-2, QEMU's
 // user network and its DHCP server) once per kind of config drive and
 // asserts from the console and the guest's files what issue 5 asks: keys,
-// hostname, address and route, state.json, stage 2 reached.
+// hostname, address and route, state.json, stage 2 reached; then without
+// a drive, with a deadline shorter than the wait for one, with a corrupt
+// meta_data.json, and with a random_seed. Each scenario logs its
+// boot-to-stage-2 time and the run's duration.
 func TestRun(t *testing.T) {
 	if testing.Short() {
-		t.Skip("skipped in -short: boots a kernel under QEMU four times")
+		t.Skip("skipped in -short: boots a kernel under QEMU five times")
 	}
 	testenv.RequireCommands(t, "qemu-system-x86_64", "busybox", "runit", "depmod", "mke2fs", "genisoimage", "ssh-keygen", "blkid", "sshd", "ssh")
 	agentBin := testenv.AgentBinary(t)
@@ -105,6 +108,47 @@ func TestRun(t *testing.T) {
 			"hostname": agent.Skipped, "userdata": agent.Skipped,
 		})
 		checkDuration(t, st)
+	})
+
+	// The deadline from the kernel command line (no --timeout flag to
+	// override it) is shorter than the wait for a drive that never comes:
+	// run gives up on what is pending, and the boot goes on.
+	t.Run("deadline", func(t *testing.T) {
+		const timeout = 3 * time.Second
+		rep := boot(t, guest.Options{
+			Agent: agentBin, AuthorizedKeys: baked,
+			Cmdline: []string{"notos.timeout=" + timeout.String()},
+		})
+		if rep.AuthorizedKeys != baked {
+			t.Errorf("/etc/ssh/authorized_keys.d/root = %q, want the baked key kept: %q", rep.AuthorizedKeys, baked)
+		}
+		var st agent.State
+		if err := json.Unmarshal([]byte(rep.State), &st); err != nil {
+			t.Fatalf("state.json: %v\n%s", err, rep.State)
+		}
+		if rep.RunExit != "1" || st.ExitCode != 1 {
+			t.Errorf("notos-agent run exited %s, state.json exit_code %d; want 1 and 1", rep.RunExit, st.ExitCode)
+		}
+		if got := step(&st, "cmdline").Summary; !strings.Contains(got, "notos.timeout=3s") {
+			t.Errorf("state.json cmdline step summary = %q, want notos.timeout=3s", got)
+		}
+		if d := st.Deadline.Sub(st.Started); d < timeout || d > timeout+time.Second {
+			t.Errorf("state.json deadline %s after the start, want %s (from notos.timeout=)", d, timeout)
+		}
+		var outcomes []string
+		for _, s := range st.Steps {
+			outcomes = append(outcomes, s.Name+"="+string(s.Outcome))
+		}
+		t.Logf("steps: %s", strings.Join(outcomes, " "))
+		if o := step(&st, "drive").Outcome; o != agent.Abandoned {
+			t.Errorf("drive step %q, want abandoned at the deadline", o)
+		}
+		// state.json is written after the deadline: a little slack.
+		d := st.Finished.Sub(st.Started)
+		t.Logf("notos-agent run took %s (notos.timeout=%s)", d.Round(time.Millisecond), timeout)
+		if d > timeout+time.Second {
+			t.Errorf("notos-agent run took %s, want at most its %s deadline plus writing state.json", d, timeout)
+		}
 	})
 
 	t.Run("corrupt-meta-data", func(t *testing.T) {
