@@ -63,6 +63,13 @@ type Options struct {
 	Services map[string]string
 	// Stage1 is shell run at the end of /etc/runit/1, after the agent.
 	Stage1 string
+	// AgentIsStage1 makes /etc/runit/1 a symbolic link to the agent,
+	// which runs as `run` and then execs /etc/runit/1.local (the rest of
+	// stage 1, Stage1 included). runit gives it no arguments: RunArgs
+	// must be empty and the modules go on the kernel command line
+	// (KernelCmdline adds notos.modules=). The entropy before the run is
+	// then not printed (state.json's seed step has it).
+	AgentIsStage1 bool
 
 	// Drive is the config-2 image attached as vdb (read-only); empty: no
 	// drive at all.
@@ -74,6 +81,15 @@ type Options struct {
 	Cmdline []string
 	// Console receives every console line as it arrives.
 	Console io.Writer
+}
+
+// KernelCmdline is what Boot appends to the kernel command line:
+// Cmdline, and notos.modules= when the agent is stage 1 itself.
+func (o Options) KernelCmdline() []string {
+	if !o.AgentIsStage1 {
+		return o.Cmdline
+	}
+	return append([]string{"notos.modules=" + strings.Join(o.modules(), ",")}, o.Cmdline...)
 }
 
 func (o Options) modules() []string {
@@ -120,8 +136,16 @@ func Build(t vm.TB, k *vm.Kernel, o Options) *vm.Initramfs {
 		r.WriteFile("/etc/ssh/authorized_keys.d/root", []byte(o.AuthorizedKeys), 0o600)
 	}
 
-	args := append([]string{"--modules", strings.Join(o.modules(), ",")}, o.RunArgs...)
-	r.WriteFile("/etc/runit/1", script(stage1(args, o.Stage1)), 0o755)
+	if o.AgentIsStage1 {
+		if len(o.RunArgs) > 0 {
+			t.Fatalf("guest: AgentIsStage1: runit passes no arguments, RunArgs %q cannot be given", o.RunArgs)
+		}
+		r.Symlink("/etc/runit/1", "/bin/notos-agent")
+		r.WriteFile("/etc/runit/1.local", script(stage1Local(o.Stage1)), 0o755)
+	} else {
+		args := append([]string{"--modules", strings.Join(o.modules(), ",")}, o.RunArgs...)
+		r.WriteFile("/etc/runit/1", script(stage1(args, o.Stage1)), 0o755)
+	}
 	r.WriteFile("/etc/runit/2", script(stage2), 0o755)
 	r.WriteFile("/etc/runit/3", script(stage3), 0o755)
 	r.WriteFile("/etc/runit/ctrlaltdel", script("vmtest ctrlaltdel received\n"), 0o755)
@@ -164,6 +188,13 @@ if mount -t proc proc /tmp/proc; then
 fi
 notos-agent run ` + shellQuote(args) + `
 vmtest run.exit $?
+` + stage1Local(extra)
+}
+
+// stage1Local is the part of stage 1 after the agent: /etc/runit/1.local
+// when the agent is /etc/runit/1.
+func stage1Local(extra string) string {
+	return `vmtest stage1 after-run
 vmtest uptime_after_run "$(cut -d' ' -f1 /proc/uptime)"
 vmtest entropy_after "$(cat /proc/sys/kernel/random/entropy_avail)"
 # sshd's privilege separation directory, on the /run the agent mounted.
@@ -321,7 +352,7 @@ func Boot(ctx context.Context, t vm.TB, o Options) *Machine {
 	m.VM = vm.Boot(ctx, t, vm.Config{
 		Kernel:    k.Vmlinuz,
 		Initramfs: initrd,
-		Cmdline:   o.Cmdline,
+		Cmdline:   o.KernelCmdline(),
 		Disks:     disks,
 		Net:       n,
 		Console:   o.Console,
@@ -333,7 +364,8 @@ func Boot(ctx context.Context, t vm.TB, o Options) *Machine {
 type Report struct {
 	// Stage2 is the host's time from QEMU's start to "VMTEST stage=2".
 	Stage2 time.Duration
-	// RunExit is `notos-agent run`'s exit status in stage 1.
+	// RunExit is `notos-agent run`'s exit status in stage 1 (empty when
+	// the agent is /etc/runit/1: state.json has it).
 	RunExit string
 	// State is /run/notos-agent/state.json.
 	State string
