@@ -33,6 +33,9 @@ var (
 	ErrNoOpenStack = errors.New("no openstack/<version>/ directory")
 	// ErrFileTooLarge: a file is over MaxFileSize.
 	ErrFileTooLarge = errors.New("file larger than 1 MiB")
+	// ErrNotRegular: a file the agent reads is a symbolic link or a
+	// device on the drive.
+	ErrNotRegular = errors.New("not a regular file")
 	// ErrCorrupt: the filesystem reader met structures it could not follow.
 	ErrCorrupt = errors.New("corrupt filesystem")
 )
@@ -207,7 +210,8 @@ func readUserspace(r io.ReaderAt, p probeResult) (Files, error) {
 // tree of an ISO would show the same oversized file or missing directory
 // as its Rock Ridge tree, so there is no point in reading it.
 func isContentError(err error) bool {
-	return errors.Is(err, ErrNoOpenStack) || errors.Is(err, ErrNoMetaData) || errors.Is(err, ErrFileTooLarge)
+	return errors.Is(err, ErrNoOpenStack) || errors.Is(err, ErrNoMetaData) ||
+		errors.Is(err, ErrFileTooLarge) || errors.Is(err, ErrNotRegular)
 }
 
 // guarded runs a filesystem reader and turns its panic into an error:
@@ -328,6 +332,11 @@ func readCapped(fsys fs.FS, dir string, e fs.DirEntry) ([]byte, error) {
 	info, err := e.Info()
 	if err != nil {
 		return nil, fmt.Errorf("stat %s: %w", name, err)
+	}
+	// A symbolic link on the drive is not followed: through a kernel
+	// mount it could name any file of this system (/etc/shadow).
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("read %s: %w (%s)", name, ErrNotRegular, info.Mode().Type())
 	}
 	size := info.Size()
 	if size > MaxFileSize {

@@ -382,3 +382,33 @@ func TestReadFilesLargeDirectories(t *testing.T) {
 		})
 	}
 }
+
+// TestReadFilesSymlinkedFile: a file the agent reads that is a symbolic
+// link on the drive is refused, in userspace (Rock Ridge keeps the link)
+// and through a kernel mount (os.DirFS would follow it anywhere).
+func TestReadFilesSymlinkedFile(t *testing.T) {
+	tree := copyTree(t, doLayout)
+	meta := filepath.Join(tree, "openstack/latest/meta_data.json")
+	if err := os.Remove(meta); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../2015-10-16/meta_data.json", meta); err != nil {
+		t.Fatal(err)
+	}
+	img := buildImage(t, kindRockRidge, tree, "config-2")
+	if _, err := ReadFiles(context.Background(), img, ReadOptions{}); !errors.Is(err, ErrNotRegular) || !strings.Contains(err.Error(), "meta_data.json") {
+		t.Errorf("ReadFiles(symlinked meta_data.json) = %v, want ErrNotRegular naming the file", err)
+	}
+
+	mounted := copyTree(t, doLayout)
+	do := filepath.Join(mounted, "digitalocean_meta_data.json")
+	if err := os.Remove(do); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/hostname", do); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readTree(os.DirFS(mounted)); !errors.Is(err, ErrNotRegular) || !strings.Contains(err.Error(), "digitalocean_meta_data.json") {
+		t.Errorf("readTree(mount with a symlink out of the drive) = %v, want ErrNotRegular", err)
+	}
+}
