@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -55,14 +56,18 @@ type Options struct {
 	// AuthorizedKeys, when not empty, is baked into
 	// /etc/ssh/authorized_keys.d/root (an authorized_keys file).
 	AuthorizedKeys string
-	// NetKeeper adds the stage-2 service "notos-net": `notos-agent net
-	// --keep`, the DHCP lease keeper, as examples/runit/sv/notos-net.
+	// NetKeeper adds the stage-2 service "notos-net", the DHCP lease
+	// keeper: examples/runit/sv/notos-net/run as shipped.
 	NetKeeper bool
 	// Services are more stage-2 services: name → run script (a shell
 	// script without its #! line; vm.ShellHelpers are sourced).
 	Services map[string]string
 	// Stage1 is shell run at the end of /etc/runit/1, after the agent.
 	Stage1 string
+	// Stage1Script, when set, is /etc/runit/1 as it is (the shipped
+	// examples/runit/1: Example(t, "runit/1")): no markers in stage 1,
+	// Stage1 and RunArgs unused; stage 2 still reports.
+	Stage1Script []byte
 	// AgentIsStage1 makes /etc/runit/1 a symbolic link to the agent,
 	// which runs as `run` and then execs /etc/runit/1.local (the rest of
 	// stage 1, Stage1 included). runit gives it no arguments: RunArgs
@@ -136,13 +141,16 @@ func Build(t vm.TB, k *vm.Kernel, o Options) *vm.Initramfs {
 		r.WriteFile("/etc/ssh/authorized_keys.d/root", []byte(o.AuthorizedKeys), 0o600)
 	}
 
-	if o.AgentIsStage1 {
+	switch {
+	case o.Stage1Script != nil:
+		r.WriteFile("/etc/runit/1", o.Stage1Script, 0o755)
+	case o.AgentIsStage1:
 		if len(o.RunArgs) > 0 {
 			t.Fatalf("guest: AgentIsStage1: runit passes no arguments, RunArgs %q cannot be given", o.RunArgs)
 		}
 		r.Symlink("/etc/runit/1", "/bin/notos-agent")
 		r.WriteFile("/etc/runit/1.local", script(stage1Local(o.Stage1)), 0o755)
-	} else {
+	default:
 		args := append([]string{"--modules", strings.Join(o.modules(), ",")}, o.RunArgs...)
 		r.WriteFile("/etc/runit/1", script(stage1(args, o.Stage1)), 0o755)
 	}
@@ -156,14 +164,14 @@ func Build(t vm.TB, k *vm.Kernel, o Options) *vm.Initramfs {
 		addSSHD(t, r)
 		services["sshd"] = sshdRun
 	}
-	if o.NetKeeper {
-		services["notos-net"] = netKeeperRun
-	}
 	for name, run := range o.Services {
 		services[name] = run
 	}
 	for name, run := range services {
 		r.WriteFile("/etc/service/"+name+"/run", script(run), 0o755)
+	}
+	if o.NetKeeper {
+		r.WriteFile("/etc/service/notos-net/run", Example(t, "runit/sv/notos-net/run"), 0o755)
 	}
 	return r
 }
@@ -259,10 +267,23 @@ chmod 0755 /run/sshd
 exec /usr/sbin/sshd -D -e
 `
 
-// netKeeperRun is examples/runit/sv/notos-net/run.
-const netKeeperRun = `exec 2>&1
-exec notos-agent net --keep
-`
+// Example returns a file of the repository's examples/ directory, such
+// as "runit/1" or "runit/sv/notos-net/run", so the guest runs what users
+// copy. It is found from this source file's location: the source tree
+// must be there (go test and go run have it).
+func Example(t vm.TB, name string) []byte {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatalf("guest: cannot locate the source tree for examples/%s", name)
+	}
+	p := filepath.Join(filepath.Dir(file), "..", "..", "examples", filepath.FromSlash(name))
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("guest: example: %v", err)
+	}
+	return b
+}
 
 // addSSHD installs the host's sshd with its libraries, the configuration
 // and a fresh host key.
