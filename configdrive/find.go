@@ -66,8 +66,13 @@ func Find(ctx context.Context, o FindOptions) (string, error) {
 			o.afterScan()
 		}
 		if !time.Now().Before(deadline) {
-			return "", fmt.Errorf("%w: no filesystem labelled %q among %d block devices in %s after %v",
+			err := fmt.Errorf("%w: no filesystem labelled %q among %d block devices in %s after %v",
 				ErrNoDrive, o.Label, scanned, filepath.Join(o.SysRoot, "class/block"), o.Wait)
+			if len(s.problems) > 0 {
+				// The console should say why a device present was not read.
+				err = fmt.Errorf("%w; unreadable: %s", err, strings.Join(s.problems, "; "))
+			}
+			return "", err
 		}
 		select {
 		case <-ctx.Done():
@@ -95,6 +100,9 @@ type probeOutcome struct {
 type scanner struct {
 	o       FindOptions
 	pending map[string]chan probeOutcome
+	// problems are the last scan's devices that could not be probed,
+	// other than those holding no filesystem we know.
+	problems []string
 }
 
 // scan probes every block device once and returns the first (by name)
@@ -114,6 +122,7 @@ func (s *scanner) scan() (dev string, scanned int, err error) {
 		names = append(names, e.Name())
 	}
 	sort.Strings(names)
+	s.problems = s.problems[:0]
 	for _, name := range names {
 		sysDir := filepath.Join(classDir, name)
 		if sectors, err := readSysInt(filepath.Join(sysDir, "size")); err != nil || sectors == 0 {
@@ -123,11 +132,16 @@ func (s *scanner) scan() (dev string, scanned int, err error) {
 		// sysfs writes '/' in device names as '!' (cciss!c0d0).
 		path := filepath.Join(o.DevRoot, strings.ReplaceAll(name, "!", "/"))
 		if err := ensureNode(path, sysDir); err != nil {
-			continue // the device vanished between the listing and now
+			// The device vanished since the listing, or /dev is read-only.
+			s.problems = append(s.problems, err.Error())
+			continue
 		}
 		p, err := s.probe(path)
 		if err != nil {
-			continue // unreadable (no medium), slow, or not a filesystem we read
+			if !errors.Is(err, ErrUnknownFS) {
+				s.problems = append(s.problems, err.Error()) // no medium, I/O error, slow
+			}
+			continue
 		}
 		if p.matches(o.Label) {
 			return path, scanned, nil
@@ -167,10 +181,14 @@ func (s *scanner) probe(path string) (probeResult, error) {
 func probePath(path string) (probeResult, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return probeResult{}, err
+		return probeResult{}, fmt.Errorf("probe %s: %w", path, err)
 	}
 	defer f.Close()
-	return probe(f)
+	p, err := probe(f)
+	if err != nil {
+		return probeResult{}, fmt.Errorf("probe %s: %w", path, err)
+	}
+	return p, nil
 }
 
 func readSysInt(path string) (int64, error) {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -172,6 +173,13 @@ func TestFindNoDrive(t *testing.T) {
 	other := buildImage(t, kindRR, doLayout, "rootfs")
 	f := newFakeSys(t)
 	f.mustAdd(t, "vda", imageSectors(t, other), other)
+	// A node that cannot be read (here a directory) is named in the error;
+	// a device with no filesystem we know (vda's "rootfs" ISO is one we
+	// know, with another label) is not a problem worth naming.
+	if err := os.Mkdir(filepath.Join(f.dev, "vdc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f.mustAdd(t, "vdc", 128, "")
 	const wait = 300 * time.Millisecond
 	start := time.Now()
 	dev, err := Find(context.Background(), FindOptions{SysRoot: f.sys, DevRoot: f.dev, Wait: wait})
@@ -180,6 +188,9 @@ func TestFindNoDrive(t *testing.T) {
 	}
 	if elapsed := time.Since(start); elapsed < wait {
 		t.Errorf("Find gave up after %v, before the %v wait", elapsed, wait)
+	}
+	if !strings.Contains(err.Error(), "unreadable: probe "+filepath.Join(f.dev, "vdc")) || strings.Contains(err.Error(), "vda") {
+		t.Errorf("error %q should name vdc as unreadable, and vda not at all", err)
 	}
 	t.Logf("error: %v", err)
 
@@ -267,8 +278,8 @@ func TestFindStuckDevice(t *testing.T) {
 	}
 	const wait = 2 * probeTimeout
 	start = time.Now()
-	if _, err := Find(context.Background(), FindOptions{SysRoot: f.sys, DevRoot: f.dev, Wait: wait}); !errors.Is(err, ErrNoDrive) {
-		t.Errorf("Find(only a stuck device) = %v, want ErrNoDrive", err)
+	if _, err := Find(context.Background(), FindOptions{SysRoot: f.sys, DevRoot: f.dev, Wait: wait}); !errors.Is(err, ErrNoDrive) || !strings.Contains(err.Error(), stuck+": probe still running") {
+		t.Errorf("Find(only a stuck device) = %v, want ErrNoDrive naming the stuck device", err)
 	}
 	if elapsed := time.Since(start); elapsed > wait+5*probeTimeout {
 		t.Errorf("Find took %v, want about %v", elapsed, wait)
