@@ -32,8 +32,8 @@ const runTimeout = 30 * time.Second
 // asserts from the console and the guest's files what issue 5 asks: keys,
 // hostname, address and route, state.json, stage 2 reached; then without
 // a drive, with a deadline shorter than the wait for one, with a corrupt
-// meta_data.json, and with a random_seed. Each scenario logs its
-// boot-to-stage-2 time and the run's duration.
+// meta_data.json, and with a random_seed and a user_data script. Each
+// scenario logs its boot-to-stage-2 time and the run's duration.
 func TestRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped in -short: boots a kernel under QEMU five times")
@@ -189,7 +189,10 @@ func TestRun(t *testing.T) {
 		}
 	})
 
-	t.Run("random-seed", func(t *testing.T) {
+	// OpenStack's drive (genisoimage -r -J from a tree) with a
+	// random_seed, a user_data script and an admin_pass that must stay
+	// secret.
+	t.Run("random-seed-userdata", func(t *testing.T) {
 		seed := make([]byte, 512)
 		for i := range seed {
 			seed[i] = byte(i*7 + 3)
@@ -199,18 +202,29 @@ func TestRun(t *testing.T) {
 			"hostname":    "seeded",
 			"public_keys": map[string]string{"0": strings.TrimSpace(string(pub1))},
 			"random_seed": base64.StdEncoding.EncodeToString(seed),
+			"admin_pass":  "SECRET-admin-vmtest",
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		// OpenStack's way: genisoimage -J -r from a tree.
-		dir := vm.WriteTree(t, t.TempDir(), map[string]string{"openstack/latest/meta_data.json": string(md)})
+		dir := vm.WriteTree(t, t.TempDir(), map[string]string{
+			"openstack/latest/meta_data.json": string(md),
+			// SECRET-user-data: user_data never reaches a log either.
+			"openstack/latest/user_data": "#!/bin/sh\n# SECRET-user-data\necho \"user-data ran as uid $(id -u) on $(hostname)\"\n",
+		})
 		drive := vm.ISOImage(t, dir, "config-2", "-r", "-J")
 		// A pool the CPU and the boot loader cannot fill: the seed is
-		// what credits it, as on the seed's starved droplets.
+		// what credits it, as on the seed's starved droplets. Stage 1
+		// waits for the user_data script to have its log.
 		rep := boot(t, guest.Options{
-			Agent: agentBin, Drive: drive, AuthorizedKeys: baked, RunArgs: runArgs,
+			Agent: agentBin, Drive: drive, AuthorizedKeys: baked,
+			RunArgs: append(slices.Clone(runArgs), "--userdata-wait", "10s"),
 			Cmdline: []string{"random.trust_cpu=off", "random.trust_bootloader=off"},
+			Stage1: `vmtest_run userdata_log cat /var/log/notos-agent/user-data.log
+vmtest_run userdata_record cat /var/lib/notos-agent/user-data.instance
+vmtest_run userdata_saved stat -c '%a %s' /run/notos-agent/user-data
+`,
 		})
 		if rep.AuthorizedKeys != string(pub1) {
 			t.Errorf("/etc/ssh/authorized_keys.d/root = %q, want %q", rep.AuthorizedKeys, pub1)
@@ -219,7 +233,25 @@ func TestRun(t *testing.T) {
 			t.Errorf("hostname %q, want seeded", rep.Hostname)
 		}
 		checkDHCP(t, rep)
-		st := checkState(t, rep, "0", map[string]agent.Outcome{"userdata": agent.Skipped})
+		st := checkState(t, rep, "0", nil)
+		res := rep.Results
+		if got := strings.Join(res.Blocks["userdata_log"], "\n"); !strings.Contains(got, "user-data ran as uid 0 on seeded") {
+			t.Errorf("/var/log/notos-agent/user-data.log = %q, want the script's line", got)
+		}
+		if got := strings.Join(res.Blocks["userdata_record"], "\n"); !strings.Contains(got, "vmtest-seed") {
+			t.Errorf("/var/lib/notos-agent/user-data.instance = %q, want the instance id vmtest-seed", got)
+		}
+		if got := strings.Join(res.Blocks["userdata_saved"], " "); !strings.HasPrefix(got, "600 ") {
+			t.Errorf("/run/notos-agent/user-data: mode and size %q, want 600", got)
+		}
+		for _, secret := range []string{"SECRET-admin-vmtest", "SECRET-user-data"} {
+			if strings.Contains(rep.State, secret) {
+				t.Errorf("state.json holds %s", secret)
+			}
+			if strings.Contains(rep.Console, secret) {
+				t.Errorf("the console shows %s", secret)
+			}
+		}
 		s := step(st, "seed")
 		if got := s.Facts["seed_bytes"]; got != "512" {
 			t.Errorf("state.json seed step seed_bytes = %q, want 512 (%+v)", got, s)
