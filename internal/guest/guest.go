@@ -226,6 +226,7 @@ vmtest_run etc_hostname cat /etc/hostname
 vmtest_run addr ip -4 addr
 vmtest_run route ip -4 route
 vmtest_run blkid blkid
+vmtest_run kmsg sh -c 'dmesg | grep notos-agent'
 vmtest entropy_avail "$(cat /proc/sys/kernel/random/entropy_avail)"
 vmtest report done
 exec runsvdir -P /etc/service
@@ -396,6 +397,8 @@ type Report struct {
 	Hostname, EtcHostname string
 	// Addr and Route are busybox `ip -4 addr` and `ip -4 route`.
 	Addr, Route []string
+	// Kmsg are the kernel log's lines that name notos-agent (dmesg).
+	Kmsg []string
 	// Blkid is the host's blkid run in the guest: the disks' labels and
 	// types (empty when the host has none).
 	Blkid []string
@@ -445,6 +448,7 @@ func (m *Machine) WaitReport(ctx context.Context) (*Report, error) {
 		Addr:            slices.Clone(res.Blocks["addr"]),
 		Route:           slices.Clone(res.Blocks["route"]),
 		Blkid:           slices.Clone(res.Blocks["blkid"]),
+		Kmsg:            slices.Clone(res.Blocks["kmsg"]),
 		EntropyBefore:   res.Values["entropy_before"],
 		EntropyAfter:    res.Values["entropy_after"],
 		EntropyStage2:   res.Values["entropy_avail"],

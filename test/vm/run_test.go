@@ -72,6 +72,13 @@ func TestRun(t *testing.T) {
 		}
 		checkDHCP(t, rep)
 		checkDisks(t, rep, true)
+		// Each step's line is in the kernel log too (a cloud's console
+		// log shows it).
+		for _, name := range agent.StepNames {
+			if !slices.ContainsFunc(rep.Kmsg, func(l string) bool { return strings.Contains(l, "notos-agent: "+name+": ") }) {
+				t.Errorf("kernel log has no line for step %s:\n%s", name, strings.Join(rep.Kmsg, "\n"))
+			}
+		}
 		st := checkState(t, rep, "0", map[string]agent.Outcome{"seed": agent.Skipped, "userdata": agent.Skipped})
 		if !strings.HasPrefix(st.Source, "/dev/vdb") {
 			t.Errorf("state.json source = %q, want /dev/vdb", st.Source)
