@@ -439,3 +439,44 @@ exec "$SSHD" -D -e -f /mnt/sshd_config
 		t.Errorf("ssh with a key not on the drive: %v, want Permission denied\n%s", err, out)
 	}
 }
+
+// TestKeysCommandReadOnlyRoot (Tier 1): --root on a read-only mount (made in
+// a private mount namespace) fails with one line naming the file and the
+// error, and the key file and host name there stay as they were.
+func TestKeysCommandReadOnlyRoot(t *testing.T) {
+	testenv.RequireRoot(t)
+	if os.Getenv("NOTOS_TIER0_ONLY") != "" {
+		t.Skip("skipped: NOTOS_TIER0_ONLY is set (Tier 1 test)")
+	}
+	unshare := testenv.RequireCommands(t, "unshare")["unshare"]
+	img := driveImage(t, doDrive, "genisoimage")
+	root := t.TempDir()
+	keys := filepath.Join(root, "etc/ssh/authorized_keys.d/root")
+	const old = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGIlfDubwlrgJ/RlOF45mvvVDIx+D7L6xvbBk6VnCr2x old@key\n"
+	writeOld(t, keys, old)
+	writeOld(t, filepath.Join(root, "etc/hostname"), "old-name\n")
+	script := `mount --bind "$2" "$2" && mount -o remount,bind,ro "$2" && exec "$1" keys --drive "$3" --root "$2"`
+	cmd := exec.Command(unshare, "--mount", "--propagation", "private", "sh", "-c", script, "sh", testenv.AgentBinary(t), root, img)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("keys on a read-only root: %v, want exit 1\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
+	}
+	lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+	wantKeys := "notos-agent: keys: create temporary file in " + filepath.Dir(keys) + ": open "
+	wantHost := "notos-agent: hostname: "
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], wantKeys) || !strings.HasSuffix(lines[0], "read-only file system") ||
+		!strings.HasPrefix(lines[1], wantHost) || !strings.HasSuffix(lines[1], "read-only file system") {
+		t.Errorf("stderr:\n%s\nwant a keys line %q... and a hostname line, each ending in EROFS", stderr.String(), wantKeys)
+	}
+	if got := stdout.String(); got != "notos-agent: keys: failed; hostname: failed\n" {
+		t.Errorf("stdout = %q", got)
+	}
+	for path, want := range map[string]string{keys: old, filepath.Join(root, "etc/hostname"): "old-name\n"} {
+		if b, _ := os.ReadFile(path); string(b) != want {
+			t.Errorf("%s = %q, want %q", path, b, want)
+		}
+	}
+}
