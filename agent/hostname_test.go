@@ -17,6 +17,7 @@ import (
 
 	"github.com/notos-agent/notos-agent/configdrive"
 	"github.com/notos-agent/notos-agent/internal/atomicfile"
+	"github.com/notos-agent/notos-agent/internal/netnstest"
 	"github.com/notos-agent/notos-agent/internal/testenv"
 )
 
@@ -259,10 +260,7 @@ func inPrivateNamespaces(t *testing.T, flags uintptr) bool {
 		enterChild(t, flags)
 		return true
 	}
-	testenv.RequireRoot(t)
-	if os.Getenv("NOTOS_TIER0_ONLY") != "" {
-		t.Skip("skipped: NOTOS_TIER0_ONLY is set (Tier 1 test)")
-	}
+	netnstest.Tier1(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^"+regexp.QuoteMeta(t.Name())+"$", "-test.v", "-test.count=1")
 	cmd.Env = append(os.Environ(), childEnv+"="+t.Name())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags}

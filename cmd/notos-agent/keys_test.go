@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/notos-agent/notos-agent/internal/netnstest"
 	"github.com/notos-agent/notos-agent/internal/testenv"
 )
 
@@ -321,10 +322,7 @@ func TestKeysCommandUsage(t *testing.T) {
 // namespace of its own with a tmpfs on /etc: the kernel host name and
 // /etc/hostname change there, never on this machine.
 func TestKeysCommandKernelHostname(t *testing.T) {
-	testenv.RequireRoot(t)
-	if os.Getenv("NOTOS_TIER0_ONLY") != "" {
-		t.Skip("skipped: NOTOS_TIER0_ONLY is set (Tier 1 test)")
-	}
+	netnstest.Tier1(t)
 	unshare := testenv.RequireCommands(t, "unshare")["unshare"]
 	img := driveImage(t, doDrive, "genisoimage")
 	bin := testenv.AgentBinary(t)
@@ -360,10 +358,7 @@ cat /proc/sys/kernel/hostname /etc/hostname /etc/ssh/authorized_keys.d/root`
 // /run a tmpfs holding sshd's privilege separation directory. The ssh
 // client joins those namespaces with nsenter.
 func TestKeysCommandSSHLogin(t *testing.T) {
-	testenv.RequireRoot(t)
-	if os.Getenv("NOTOS_TIER0_ONLY") != "" {
-		t.Skip("skipped: NOTOS_TIER0_ONLY is set (Tier 1 test)")
-	}
+	netnstest.Tier1(t)
 	tools := testenv.RequireCommands(t, "unshare", "nsenter", "sshd", "ssh", "ssh-keygen", "ip")
 	dir := t.TempDir()
 	_, lines := keyFile(t, dir, "ed25519", "ed25519")
@@ -444,10 +439,7 @@ exec "$SSHD" -D -e -f /mnt/sshd_config
 // a private mount namespace) fails with one line naming the file and the
 // error, and the key file and host name there stay as they were.
 func TestKeysCommandReadOnlyRoot(t *testing.T) {
-	testenv.RequireRoot(t)
-	if os.Getenv("NOTOS_TIER0_ONLY") != "" {
-		t.Skip("skipped: NOTOS_TIER0_ONLY is set (Tier 1 test)")
-	}
+	netnstest.Tier1(t)
 	unshare := testenv.RequireCommands(t, "unshare")["unshare"]
 	img := driveImage(t, doDrive, "genisoimage")
 	root := t.TempDir()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/notos-agent/notos-agent/internal/netnstest"
 	"github.com/notos-agent/notos-agent/internal/testenv"
 )
 
@@ -113,10 +114,7 @@ func TestHelp(t *testing.T) {
 // another test's drive attached meanwhile cannot answer, and is given in
 // another case than the volume's, as CONFIG-2 drives need.
 func TestShowByLabel(t *testing.T) {
-	testenv.RequireRoot(t)
-	if os.Getenv("NOTOS_TIER0_ONLY") != "" {
-		t.Skip("skipped: NOTOS_TIER0_ONLY is set (Tier 1 test)")
-	}
+	netnstest.Tier1(t)
 	tools := testenv.RequireCommands(t, "genisoimage", "losetup")
 	label := fmt.Sprintf("CFG-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
 	img := filepath.Join(t.TempDir(), "drive.iso")
