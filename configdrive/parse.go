@@ -38,8 +38,14 @@ func Parse(f Files) (*Metadata, error) {
 	if f.MetaData == nil {
 		return nil, ErrNoMetaData
 	}
+	// Errors name the file as it lies on the drive, so that a console
+	// line points at the exact file to fix.
+	metaPath := fileMeta
+	if f.Version != "" {
+		metaPath = "openstack/" + f.Version + "/" + fileMeta
+	}
 	var w wireMeta
-	if err := decodeJSON(fileMeta, f.MetaData, &w); err != nil {
+	if err := decodeJSON(metaPath, f.MetaData, &w); err != nil {
 		return nil, err
 	}
 	md := &Metadata{
@@ -86,7 +92,7 @@ func Parse(f Files) (*Metadata, error) {
 		return strconv.Itoa(i)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("parse %s: %w", fileMeta, err)
+		return nil, fmt.Errorf("parse %s: %w", metaPath, err)
 	}
 	for i, k := range w.Keys {
 		// Only ssh entries are login keys; x509 entries are for Windows

@@ -212,7 +212,7 @@ func TestKeysCommandFailures(t *testing.T) {
 				tree := copyDrive(t, doDrive, map[string]string{"openstack/latest/meta_data.json": `{"public_keys": {"0": "ssh-ed25519 AAAA`})
 				return driveImage(t, tree, "genisoimage"), ""
 			},
-			wantErr: "drive: DRIVE: parse meta_data.json: unexpected end of JSON input"},
+			wantErr: "drive: DRIVE: parse openstack/latest/meta_data.json: unexpected end of JSON input"},
 		{name: "symlinked key file",
 			setup: func(t *testing.T, root string) (string, string) {
 				victim := filepath.Join(t.TempDir(), "victim")
