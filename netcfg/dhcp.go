@@ -184,12 +184,13 @@ func modifiers(hw net.HardwareAddr, hostname string) []dhcpv4.Modifier {
 }
 
 // exchange sends msg to dest and waits for a reply that match accepts,
-// retransmitting with RFC 2131 §4.1 backoff, at most tries times (0: until
-// ctx ends). The secs field counts from start (RFC 2131 §2).
-func (d *dhcpClient) exchange(ctx context.Context, dest *net.UDPAddr, msg *dhcpv4.DHCPv4, match nclient4.Matcher, tries int, start time.Time) (*dhcpv4.DHCPv4, error) {
+// retransmitting after backoff(attempt, jitter) (RetransmitDelay: RFC 2131
+// §4.1), at most tries times (0: until ctx ends). The secs field counts
+// from start (RFC 2131 §2).
+func (d *dhcpClient) exchange(ctx context.Context, dest *net.UDPAddr, msg *dhcpv4.DHCPv4, match nclient4.Matcher, tries int, start time.Time, backoff func(int, float64) time.Duration) (*dhcpv4.DHCPv4, error) {
 	for attempt := 0; tries == 0 || attempt < tries; attempt++ {
 		msg.NumSeconds = uint16(min(time.Since(start)/time.Second, 0xffff))
-		actx, cancel := context.WithTimeout(ctx, RetransmitDelay(attempt, rand.Float64()))
+		actx, cancel := context.WithTimeout(ctx, backoff(attempt, rand.Float64()))
 		reply, err := d.c.SendAndRead(actx, dest, msg, match)
 		cancel()
 		switch {
@@ -227,7 +228,7 @@ func (d *dhcpClient) acquire(ctx context.Context) (*dhcpv4.DHCPv4, time.Time, er
 		if err != nil {
 			return nil, time.Time{}, fmt.Errorf("build DISCOVER for %s: %w", d.iface, err)
 		}
-		offer, err := d.exchange(ctx, nclient4.DefaultServers, discover, nclient4.IsMessageType(dhcpv4.MessageTypeOffer), 0, start)
+		offer, err := d.exchange(ctx, nclient4.DefaultServers, discover, nclient4.IsMessageType(dhcpv4.MessageTypeOffer), 0, start, RetransmitDelay)
 		if err != nil {
 			return nil, time.Time{}, err
 		}
@@ -240,7 +241,7 @@ func (d *dhcpClient) acquire(ctx context.Context) (*dhcpv4.DHCPv4, time.Time, er
 		sent := time.Now()
 		reply, err := d.exchange(ctx, nclient4.DefaultServers, req, nclient4.IsAll(
 			nclient4.IsCorrectServer(offer.ServerIdentifier()),
-			nclient4.IsMessageType(dhcpv4.MessageTypeAck, dhcpv4.MessageTypeNak)), requestTries, start)
+			nclient4.IsMessageType(dhcpv4.MessageTypeAck, dhcpv4.MessageTypeNak)), requestTries, start, RetransmitDelay)
 		switch {
 		case ctx.Err() != nil:
 			return nil, time.Time{}, err
@@ -262,20 +263,69 @@ func (d *dhcpClient) acquire(ctx context.Context) (*dhcpv4.DHCPv4, time.Time, er
 // AcquireLease gets a lease on iface by DISCOVER/OFFER/REQUEST/ACK over a
 // packet socket, until ctx ends, and turns the ACK into a plan.
 func AcquireLease(ctx context.Context, iface string, o DHCPOptions) (Plan, error) {
+	p, _, err := RebootOrAcquire(ctx, iface, nil, o)
+	return p, err
+}
+
+// RebootWait bounds the INIT-REBOOT attempt of RebootOrAcquire: a rerun on
+// a booted system must not wait long for a server that does not know the
+// lease (RFC 2131 §4.3.2 has a server that has no record of the client
+// stay silent) before it starts over with DISCOVER.
+const RebootWait = 1500 * time.Millisecond
+
+// rebootDelay is the wait after the attempt-th INIT-REBOOT transmission:
+// 300 ms doubled each time, randomized by ±10%, so that RebootWait holds
+// three transmissions (at about 0, 0.3 and 0.9 s). RFC 2131 §4.1's 4 s
+// first delay is a SHOULD for an exchange the client waits on; here DORA
+// is the fallback, and a lost packet costs at most RebootWait.
+func rebootDelay(attempt int, r float64) time.Duration {
+	d := (300 * time.Millisecond) << attempt
+	return d + time.Duration((r-0.5)*0.2*float64(d))
+}
+
+// RebootOrAcquire gets a lease on iface. With saved, a lease that has not
+// expired, it first asks for that lease again by INIT-REBOOT (RFC 2131
+// §3.2, §4.3.2), for at most RebootWait; on an ACK the lease is renewed
+// (renewed is true). A NAK, no answer in time, or no saved lease: DISCOVER,
+// OFFER, REQUEST, ACK until ctx ends. One packet socket serves both.
+func RebootOrAcquire(ctx context.Context, iface string, saved *Lease, o DHCPOptions) (p Plan, renewed bool, err error) {
 	d, err := openDHCP(iface, o)
 	if err != nil {
-		return Plan{}, err
+		return Plan{}, false, err
 	}
 	defer func() {
 		// The plan is applied while the kernel releases the socket.
 		d.hand()
 		go d.c.Close()
 	}()
+	if saved != nil {
+		wait := RebootWait
+		if dl, ok := ctx.Deadline(); ok {
+			// Leave DORA most of the time that is left.
+			wait = min(wait, time.Until(dl)/4)
+		}
+		rctx, cancel := context.WithTimeout(ctx, wait)
+		d.o.Logf("dhcp %s: %s: asking for %s again", iface, InitReboot, saved.Address)
+		ack, sent, err := d.reboot(rctx, saved, 0, rebootDelay)
+		cancel()
+		if err == nil {
+			p, err := ACKToPlan(iface, ack, sent)
+			if err == nil {
+				return p, true, nil
+			}
+			d.o.Logf("dhcp %s: %s: %v: starting over with DISCOVER", iface, InitReboot, err)
+		} else if ctx.Err() != nil {
+			return Plan{}, false, err
+		} else {
+			d.o.Logf("dhcp %s: %s: %v: starting over with DISCOVER", iface, InitReboot, err)
+		}
+	}
 	ack, sent, err := d.acquire(ctx)
 	if err != nil {
-		return Plan{}, err
+		return Plan{}, false, err
 	}
-	return ACKToPlan(iface, ack, sent)
+	p, err = ACKToPlan(iface, ack, sent)
+	return p, false, err
 }
 
 // DHCPExchanger is the keeper's real DHCP traffic on one link.
@@ -341,28 +391,38 @@ func ackOrNAK(reply *dhcpv4.DHCPv4, iface string) (*dhcpv4.DHCPv4, error) {
 	return reply, nil
 }
 
-// initReboot asks for the old address again after the link came back
-// (RFC 2131 §3.2, §4.3.2 INIT-REBOOT: option 50 set, ciaddr zero, no
-// server identifier, broadcast).
+// initReboot asks for the old address again after the link came back.
 func (e *DHCPExchanger) initReboot(ctx context.Context, l *Lease) (*dhcpv4.DHCPv4, error) {
 	d, err := openDHCP(e.Iface, e.Options)
 	if err != nil {
 		return nil, err
 	}
 	defer d.Close()
+	reply, _, err := d.reboot(ctx, l, requestTries, RetransmitDelay)
+	return reply, err
+}
+
+// reboot sends an INIT-REBOOT REQUEST for l's address (RFC 2131 §3.2,
+// §4.3.2: option 50 set, ciaddr zero, no server identifier, broadcast) at
+// most tries times (0: until ctx ends), and returns the ACK and when the
+// REQUEST was first sent; a NAK is an error wrapping ErrNAK.
+func (d *dhcpClient) reboot(ctx context.Context, l *Lease, tries int, backoff func(int, float64) time.Duration) (*dhcpv4.DHCPv4, time.Time, error) {
 	req, err := dhcpv4.New(append([]dhcpv4.Modifier{
 		dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
 		dhcpv4.WithHwAddr(d.hw),
 		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(l.Address.Addr().AsSlice())),
 	}, d.modifiers()...)...)
 	if err != nil {
-		return nil, fmt.Errorf("build INIT-REBOOT REQUEST for %s: %w", e.Iface, err)
+		return nil, time.Time{}, fmt.Errorf("build INIT-REBOOT REQUEST for %s: %w", d.iface, err)
 	}
-	reply, err := d.exchange(ctx, nclient4.DefaultServers, req, nclient4.IsMessageType(dhcpv4.MessageTypeAck, dhcpv4.MessageTypeNak), requestTries, time.Now())
+	// RFC 2131 §4.4.5: lease times count from the REQUEST.
+	sent := time.Now()
+	reply, err := d.exchange(ctx, nclient4.DefaultServers, req, nclient4.IsMessageType(dhcpv4.MessageTypeAck, dhcpv4.MessageTypeNak), tries, sent, backoff)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
-	return ackOrNAK(reply, e.Iface)
+	reply, err = ackOrNAK(reply, d.iface)
+	return reply, sent, err
 }
 
 // Release gives the lease back: DHCPRELEASE unicast from the leased

@@ -47,3 +47,15 @@ func TestPacketSocketError(t *testing.T) {
 		t.Errorf("packetSocketError(EPERM) = %v, should not blame af_packet", other)
 	}
 }
+
+// RebootWait holds three INIT-REBOOT transmissions whatever the jitter,
+// and not a fourth.
+func TestRebootDelay(t *testing.T) {
+	for _, r := range []float64{0, 0.5, 0.999999} {
+		third := rebootDelay(0, r) + rebootDelay(1, r)
+		fourth := third + rebootDelay(2, r)
+		if third >= RebootWait || fourth <= RebootWait {
+			t.Errorf("jitter %v: third transmission at %s, fourth at %s; want them around RebootWait %s", r, third, fourth, RebootWait)
+		}
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"net/netip"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -38,8 +40,14 @@ type LinkOutcome struct {
 	Result LinkResult // what Apply put in place
 	DNS    DNS        // what the link's lease or metadata offered
 	Lease  *Lease     // the DHCP lease, if any
-	Took   time.Duration
-	Err    error
+	// Renewed: the saved lease was confirmed by INIT-REBOOT; false with a
+	// Lease: a new lease by DISCOVER.
+	Renewed bool
+	// Replaced is the saved lease's address when the new lease's differs:
+	// its address and routes were removed before the new ones went in.
+	Replaced netip.Prefix
+	Took     time.Duration
+	Err      error
 }
 
 // String is the link's one log line: what was applied and how long it
@@ -61,7 +69,15 @@ func (o LinkOutcome) String() string {
 		s += ", dns " + strings.Join(servers, " ")
 	}
 	if l := o.Lease; l != nil {
-		s += fmt.Sprintf(" (lease %s from %s)", l.Duration, l.Server)
+		how := "new"
+		if o.Renewed {
+			how = "renewed"
+		}
+		s += fmt.Sprintf(" (%s lease %s from %s", how, l.Duration, l.Server)
+		if o.Replaced.IsValid() {
+			s += ", replacing " + o.Replaced.String()
+		}
+		s += ")"
 	}
 	return fmt.Sprintf("%s in %s", s, took)
 }
@@ -119,23 +135,25 @@ func Up(ctx context.Context, h *netlink.Handle, o UpOptions) (UpResult, error) {
 
 	apply := ApplyOptions{Root: o.Root, ResolvConf: ResolvConfSkip}
 	var mu sync.Mutex // guards res, errs and h
-	configure := func(lp LinkPlan, lease *Lease, warnings []string) {
+	// configure applies lp; out carries what is already known of the
+	// outcome (the lease, how it was had).
+	configure := func(lp LinkPlan, out LinkOutcome, warnings []string) {
 		p := Plan{Links: []LinkPlan{lp}}
 		mu.Lock()
 		defer mu.Unlock()
 		res.Warnings = append(res.Warnings, warnings...)
 		r, err := Apply(ctx, h, p, apply)
-		out := LinkOutcome{Link: lp.Name, DNS: lp.DNS, Lease: lease, Took: time.Since(start), Err: err}
+		out.Link, out.DNS, out.Took = lp.Name, lp.DNS, time.Since(start)
 		if len(r.Links) > 0 {
 			out.Result = r.Links[0]
 		}
 		res.Warnings = append(res.Warnings, r.Warnings...)
-		if err == nil && lease != nil {
-			err = SaveLease(o.Root, lease)
-			out.Err = err
+		if err == nil && out.Lease != nil {
+			err = SaveLease(o.Root, out.Lease)
 		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("link %s: %w", lp.Name, err))
+		out.Err = errors.Join(out.Err, err)
+		if out.Err != nil {
+			errs = append(errs, fmt.Errorf("link %s: %w", lp.Name, out.Err))
 		}
 		res.Links = append(res.Links, out)
 	}
@@ -144,7 +162,7 @@ func Up(ctx context.Context, h *netlink.Handle, o UpOptions) (UpResult, error) {
 	for _, lp := range plan.Links {
 		switch {
 		case lp.Method != MethodDHCP:
-			configure(lp, nil, nil)
+			configure(lp, LinkOutcome{}, nil)
 		case o.KeepDHCP:
 			res.DHCPLinks = append(res.DHCPLinks, lp.Name)
 		default:
@@ -159,7 +177,8 @@ func Up(ctx context.Context, h *netlink.Handle, o UpOptions) (UpResult, error) {
 						mu.Unlock()
 					}
 				}()
-				lease, err := AcquireLease(ctx, lp.Name, o.DHCP)
+				saved, reboot := savedLease(o.Root, lp.Name, o.DHCP.Logf)
+				lease, renewed, err := RebootOrAcquire(ctx, lp.Name, reboot, o.DHCP)
 				if err != nil {
 					mu.Lock()
 					res.Links = append(res.Links, LinkOutcome{Link: lp.Name, Took: time.Since(start), Err: err})
@@ -167,10 +186,17 @@ func Up(ctx context.Context, h *netlink.Handle, o UpOptions) (UpResult, error) {
 					mu.Unlock()
 					return
 				}
+				out := LinkOutcome{Lease: lease.Links[0].Lease, Renewed: renewed}
 				mu.Lock()
+				if saved != nil && saved.Address != out.Lease.Address {
+					// Never a second address or route: the old lease's go
+					// before the new one's come.
+					out.Replaced = saved.Address
+					out.Err = removeLease(ctx, h, saved)
+				}
 				dl := withMetric(h, withLease(lp, lease.Links[0]))
 				mu.Unlock()
-				configure(dl, lease.Links[0].Lease, lease.Warnings)
+				configure(dl, out, lease.Warnings)
 			}()
 		}
 	}
@@ -201,6 +227,40 @@ func Up(ctx context.Context, h *netlink.Handle, o UpOptions) (UpResult, error) {
 		errs = append(errs, err)
 	}
 	return res, errors.Join(errs...)
+}
+
+// savedLease is iface's lease saved under root by an earlier run, if any,
+// and the same lease when it has not expired (worth an INIT-REBOOT).
+func savedLease(root, iface string, logf func(string, ...any)) (saved, valid *Lease) {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	l, err := LoadLease(root, iface)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		logf("dhcp %s: saved lease: %v: starting with DISCOVER", iface, err)
+		return nil, nil
+	}
+	if _, err := l.PlanAt(time.Now()); err != nil {
+		logf("dhcp %s: saved lease not usable: %v: starting with DISCOVER", iface, err)
+		return l, nil
+	}
+	return l, l
+}
+
+// removeLease takes l's addresses and routes away (with the metric they
+// were applied with), as its address is not the one the link keeps.
+func removeLease(ctx context.Context, h *netlink.Handle, l *Lease) error {
+	p, err := l.Plan()
+	if err != nil {
+		return fmt.Errorf("remove old lease of %s: %w", l.Address, err)
+	}
+	if err := Remove(ctx, h, withMetric(h, p.Links[0])); err != nil {
+		return fmt.Errorf("remove old lease of %s: %w", l.Address, err)
+	}
+	return nil
 }
 
 // withLease is the metadata's plan for a DHCP link with the lease's IPv4

@@ -532,3 +532,123 @@ func TestNetTwoLinks(t *testing.T) {
 		t.Errorf("resolv.conf does not list both links' servers in link order:\n%s", conf)
 	}
 }
+
+// A rerun on a booted system (issue 5) asks for the saved lease again by
+// INIT-REBOOT (RFC 2131 §3.2): no DISCOVER, one address, one default route.
+func TestNetRerunInitReboot(t *testing.T) {
+	ns, bin, srv, root, l := keepSetup(t, "--dhcp-option=3,10.77.0.1")
+	ip := l.Address.Addr().String()
+	discovers, requests := firstRunCounts(t, srv, l)
+	code, out, errs := runNet(t, ns, bin, "--iface", "eth0", "--net", "dhcp", "--root", root, "--timeout", "20s")
+	if code != 0 {
+		t.Fatalf("rerun: exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	stopForCounts(t, srv)
+	if got := srv.Count("DHCPDISCOVER"); got != discovers {
+		t.Errorf("DISCOVERs: %d after the rerun, want %d", got, discovers)
+	}
+	if got := srv.Count("DHCPREQUEST(srv0) " + ip); got != requests+1 {
+		t.Errorf("REQUESTs for %s: %d after the rerun, want %d (one INIT-REBOOT)", ip, got, requests+1)
+	}
+	if !strings.Contains(out, "(renewed lease 2m0s from 10.77.0.1)") {
+		t.Errorf("stdout %q does not say the lease was renewed", out)
+	}
+	if a := v4(t, ns); len(a) != 1 || a[0].Local != ip {
+		t.Errorf("addresses %+v, want only %s", a, ip)
+	}
+	if got := routeSet(t, ns); strings.Join(got, ",") != "default via 10.77.0.1" {
+		t.Errorf("routes %q, want [default via 10.77.0.1]", got)
+	}
+	nl, err := netcfg.LoadLease(root, "eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nl.Address != l.Address || !nl.Acquired.After(l.Acquired) {
+		t.Errorf("saved lease %s acquired %s, want %s acquired after %s", nl.Address, nl.Acquired, l.Address, l.Acquired)
+	}
+}
+
+// A rerun whose server no longer hands out the saved address: the
+// authoritative server NAKs the INIT-REBOOT, DORA gets another address,
+// and the old address and its routes are gone.
+func TestNetRerunAddressChanged(t *testing.T) {
+	ns, bin, srv, root, l := keepSetup(t, "--dhcp-option=121,10.99.0.0/16,10.77.0.254,0.0.0.0/0,10.77.0.1")
+	old := l.Address.Addr().String()
+	if got := routeSet(t, ns); strings.Join(got, ",") != "default via 10.77.0.1,10.99.0.0/16 via 10.77.0.254" {
+		t.Fatalf("routes after the first run %q, want the default and 10.99.0.0/16", got)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	srv2 := netnstest.StartDnsmasq(t, ns, "--dhcp-range=10.77.0.60,10.77.0.90,255.255.255.0,2m",
+		"--dhcp-authoritative", "--dhcp-option=3,10.77.0.1")
+	code, out, errs := runNet(t, ns, bin, "--iface", "eth0", "--net", "dhcp", "--root", root, "--timeout", "20s")
+	if code != 0 {
+		t.Fatalf("rerun: exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	stopForCounts(t, srv2)
+	if srv2.Count("DHCPNAK(srv0) "+old) != 1 || srv2.Count("DHCPDISCOVER") != 1 {
+		t.Errorf("dnsmasq log: want one NAK for %s, then one DISCOVER:\n%s", old, strings.Join(srv2.Lines(), "\n"))
+	}
+	a := v4(t, ns)
+	if len(a) != 1 || a[0].Local == old || !strings.HasPrefix(a[0].Local, "10.77.0.") {
+		t.Fatalf("addresses %+v, want one new address instead of %s", a, old)
+	}
+	if !strings.Contains(out, "(new lease 2m0s from 10.77.0.1, replacing "+l.Address.String()+")") {
+		t.Errorf("stdout %q does not say the lease replaced %s", out, l.Address)
+	}
+	if got := routeSet(t, ns); strings.Join(got, ",") != "default via 10.77.0.1" {
+		t.Errorf("routes %q, want only [default via 10.77.0.1]", got)
+	}
+	if nl, err := netcfg.LoadLease(root, "eth0"); err != nil || nl.Address.Addr().String() != a[0].Local {
+		t.Errorf("saved lease %+v (%v), want %s", nl, err, a[0].Local)
+	}
+}
+
+// A rerun with an expired saved lease goes straight to DISCOVER.
+func TestNetRerunExpiredLease(t *testing.T) {
+	ns, bin, srv, root, l := keepSetup(t, "--dhcp-option=3,10.77.0.1")
+	l.Acquired = time.Now().Add(-l.Duration - time.Second)
+	if err := netcfg.SaveLease(root, l); err != nil {
+		t.Fatal(err)
+	}
+	discovers, requests := firstRunCounts(t, srv, l)
+	code, out, errs := runNet(t, ns, bin, "--iface", "eth0", "--net", "dhcp", "--root", root, "--timeout", "20s")
+	if code != 0 {
+		t.Fatalf("rerun: exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	stopForCounts(t, srv)
+	// One DISCOVER and its one REQUEST (SELECTING): no INIT-REBOOT first.
+	if d, r := srv.Count("DHCPDISCOVER")-discovers, srv.Count("DHCPREQUEST(srv0) "+l.Address.Addr().String())-requests; d != 1 || r != 1 {
+		t.Errorf("rerun sent %d DISCOVERs and %d REQUESTs, want 1 and 1", d, r)
+	}
+	if !strings.Contains(errs, "expired") || !strings.Contains(out, "(new lease 2m0s") {
+		t.Errorf("output does not say the saved lease expired and a new one was had:\nstdout: %s\nstderr: %s", out, errs)
+	}
+	if a := v4(t, ns); len(a) != 1 {
+		t.Errorf("addresses %+v, want one", a)
+	}
+	if got := routeSet(t, ns); strings.Join(got, ",") != "default via 10.77.0.1" {
+		t.Errorf("routes %q, want [default via 10.77.0.1]", got)
+	}
+}
+
+// firstRunCounts waits until dnsmasq's log holds the first run's ACK for
+// l (its DISCOVER and REQUEST come before it), then counts them.
+func firstRunCounts(t *testing.T, srv *netnstest.Dnsmasq, l *netcfg.Lease) (discovers, requests int) {
+	t.Helper()
+	ip := l.Address.Addr().String()
+	if _, err := srv.WaitFor(5*time.Second, "DHCPACK(srv0) "+ip); err != nil {
+		t.Fatal(err)
+	}
+	return srv.Count("DHCPDISCOVER"), srv.Count("DHCPREQUEST(srv0) " + ip)
+}
+
+// stopForCounts stops dnsmasq, which returns once its whole log is read:
+// counts taken after it miss no line of the run before.
+func stopForCounts(t *testing.T, srv *netnstest.Dnsmasq) {
+	t.Helper()
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+}
