@@ -265,10 +265,12 @@ func removeLease(ctx context.Context, h *netlink.Handle, l *Lease) error {
 
 // withLease is the metadata's plan for a DHCP link with the lease's IPv4
 // side: the lease's address, routes, DNS and MTU, and the metadata's IPv6
-// addresses and routes, IPv6 handling, and MTU when the lease sets none.
+// addresses and routes, IPv6 handling, DNS servers (after the lease's,
+// without repeats), and MTU when the lease sets none.
 func withLease(meta, lease LinkPlan) LinkPlan {
 	out := lease
 	out.IPv6 = meta.IPv6
+	out.DNS = mergeDNS(lease.DNS, meta.DNS)
 	if out.MTU == 0 {
 		out.MTU = meta.MTU
 	}

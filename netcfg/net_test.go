@@ -1,24 +1,38 @@
 package netcfg
 
 import (
+	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/notos-agent/notos-agent/configdrive"
 )
 
 func TestWithLease(t *testing.T) {
 	v6 := Addr{Prefix: netip.MustParsePrefix("2001:db8::10/64")}
 	v6route := Route{Dst: netip.MustParsePrefix("::/0"), Gateway: netip.MustParseAddr("2001:db8::1")}
+	dns := func(s ...string) DNS {
+		var d DNS
+		for _, a := range s {
+			d.Servers = append(d.Servers, netip.MustParseAddr(a))
+		}
+		return d
+	}
 	meta := LinkPlan{
 		Name: "eth0", Method: MethodDHCP, MTU: 1450,
 		Addrs:  []Addr{v6, {Prefix: netip.MustParsePrefix("192.0.2.99/24")}},
 		Routes: []Route{v6route},
+		DNS:    dns("2001:db8::53", "192.0.2.53"),
 		IPv6:   []Method{MethodKernel},
 	}
 	v4 := Addr{Prefix: netip.MustParsePrefix("192.0.2.10/24")}
 	v4route := Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gateway: netip.MustParseAddr("192.0.2.1")}
-	lease := LinkPlan{Name: "eth0", Method: MethodDHCP, Source: "dhcp", Addrs: []Addr{v4}, Routes: []Route{v4route}}
+	lease := LinkPlan{Name: "eth0", Method: MethodDHCP, Source: "dhcp", Addrs: []Addr{v4}, Routes: []Route{v4route}, DNS: dns("192.0.2.53")}
 	tests := []struct {
 		name  string
 		lease LinkPlan
@@ -27,10 +41,12 @@ func TestWithLease(t *testing.T) {
 		{"metadata MTU kept", lease, LinkPlan{
 			Name: "eth0", Method: MethodDHCP, Source: "dhcp", MTU: 1450,
 			Addrs: []Addr{v4, v6}, Routes: []Route{v4route, v6route}, IPv6: []Method{MethodKernel},
+			DNS: dns("192.0.2.53", "2001:db8::53"),
 		}},
 		{"lease MTU wins", func() LinkPlan { l := lease; l.MTU = 1400; return l }(), LinkPlan{
 			Name: "eth0", Method: MethodDHCP, Source: "dhcp", MTU: 1400,
 			Addrs: []Addr{v4, v6}, Routes: []Route{v4route, v6route}, IPv6: []Method{MethodKernel},
+			DNS: dns("192.0.2.53", "2001:db8::53"),
 		}},
 	}
 	for _, tt := range tests {
@@ -39,6 +55,57 @@ func TestWithLease(t *testing.T) {
 				t.Errorf("withLease (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// The Talos fixture's public link: ipv4_dhcp beside static IPv6. The lease
+// brings IPv4; the metadata's IPv6 addresses, routes and DNS server stay.
+func TestWithLeaseTalosFixture(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(fixturesDir, "talos", "openstack-network_data-bond-vlan-ipv6-services.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := configdrive.Parse(configdrive.Files{MetaData: []byte("{}"), NetworkData: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := PlanFromMetadata(md, ModeAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := p.Links[0]
+	if meta.Method != MethodDHCP || meta.MAC != "a4:bf:00:10:20:30" {
+		t.Fatalf("first link %+v, want the DHCP link a4:bf:00:10:20:30", meta)
+	}
+	meta.Name = "eth0"
+	lp, err := ACKToPlan("eth0", testACK(t, mask(255, 255, 255, 0),
+		dhcpv4.WithOption(dhcpv4.OptRouter(net.IPv4(192, 0, 2, 1))),
+		dhcpv4.WithOption(dhcpv4.OptDNS(net.IPv4(192, 0, 2, 53)))), testAcquired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := withLease(meta, lp.Links[0])
+	var addrs, routes, servers []string
+	for _, a := range got.Addrs {
+		addrs = append(addrs, a.Prefix.String())
+	}
+	for _, r := range got.Routes {
+		routes = append(routes, describeRoute(r))
+	}
+	for _, s := range got.DNS.Servers {
+		servers = append(servers, s.String())
+	}
+	want := []string{
+		"192.0.2.10/24", "2000:0:100::/56",
+		"0.0.0.0/0 via 192.0.2.1", "2000:0:100:2fff:ff:ff:ff:f0/128 on-link", "2000:0:100:2f00::/58 via 2000:0:100:2fff:ff:ff:ff:f0",
+		"2000:0:100:2fff:ff:ff:ff:ff/128 on-link", "::/0 via 2000:0:100:2fff:ff:ff:ff:ff",
+		"192.0.2.53", "2000:0:100::1",
+	}
+	if diff := cmp.Diff(want, append(append(addrs, routes...), servers...)); diff != "" {
+		t.Errorf("addresses, routes, DNS servers (-want +got):\n%s", diff)
+	}
+	if got.MTU != 1450 || got.Lease == nil || got.Method != MethodDHCP {
+		t.Errorf("MTU %d, lease %v, method %s; want the metadata's 1450, the lease, dhcp", got.MTU, got.Lease, got.Method)
 	}
 }
 

@@ -652,3 +652,71 @@ func stopForCounts(t *testing.T, srv *netnstest.Dnsmasq) {
 		t.Fatal(err)
 	}
 }
+
+// A link whose metadata has ipv4_dhcp beside a static IPv6 network (as
+// Talos's publicnet and kubevirt's fixtures): the lease brings IPv4, the
+// metadata's IPv6 address, route and DNS server stay, and a rerun (by
+// INIT-REBOOT) leaves one of each.
+func TestNetDHCPWithStaticIPv6(t *testing.T) {
+	ns := netnstest.New(t)
+	bin := testenv.AgentBinary(t)
+	netnstest.StartDnsmasq(t, ns, netRange, "--dhcp-option=3,10.77.0.1", "--dhcp-option=6,10.77.0.53")
+	mac := ns.Links(t, "dev", "eth0")[0].Address
+	nd := `{"links": [{"id": "pub", "type": "phy", "ethernet_mac_address": "` + mac + `"}],
+ "networks": [
+  {"id": "v4", "type": "ipv4_dhcp", "link": "pub"},
+  {"id": "v6", "type": "ipv6", "link": "pub", "ip_address": "2001:db8:77::10/64",
+   "routes": [{"network": "::", "netmask": "::", "gateway": "2001:db8:77::1"}],
+   "dns_nameservers": ["2001:db8:77::53"]}]}`
+	dir := t.TempDir()
+	ndFile, img := filepath.Join(dir, "network_data.json"), filepath.Join(dir, "config-2.iso")
+	if err := os.WriteFile(ndFile, []byte(nd), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "mkdrive", "-o", img, "--network-data", ndFile).CombinedOutput(); err != nil {
+		t.Fatalf("mkdrive: %v\n%s", err, out)
+	}
+	root := netRoot(t)
+	for run := 1; run <= 2; run++ {
+		code, out, errs := runNet(t, ns, bin, "--drive", img, "--root", root, "--timeout", "20s")
+		if code != 0 {
+			t.Fatalf("run %d: exit %d\nstdout: %s\nstderr: %s", run, code, out, errs)
+		}
+		if !strings.Contains(out, "dns 10.77.0.53 2001:db8:77::53") {
+			t.Errorf("run %d: stdout %q, want the lease's and the metadata's DNS servers", run, out)
+		}
+		var v4s, v6s []string
+		for _, l := range ns.Addrs(t, "dev", "eth0") {
+			for _, a := range l.Addrs {
+				switch {
+				case a.Family == "inet":
+					v4s = append(v4s, a.Local)
+				case a.Scope == "global":
+					v6s = append(v6s, fmt.Sprintf("%s/%d", a.Local, a.PrefixLen))
+				}
+			}
+		}
+		if len(v4s) != 1 || strings.Join(v6s, ",") != "2001:db8:77::10/64" {
+			t.Errorf("run %d: IPv4 %q, global IPv6 %q; want one lease address and 2001:db8:77::10/64", run, v4s, v6s)
+		}
+		if got := routeSet(t, ns); strings.Join(got, ",") != "default via 10.77.0.1" {
+			t.Errorf("run %d: IPv4 routes %q, want [default via 10.77.0.1]", run, got)
+		}
+		var v6defaults []string
+		for _, r := range ns.Routes6(t, "dev", "eth0") {
+			if r.Dst == "default" {
+				v6defaults = append(v6defaults, r.Gateway)
+			}
+		}
+		if strings.Join(v6defaults, ",") != "2001:db8:77::1" {
+			t.Errorf("run %d: IPv6 default routes via %q, want one via 2001:db8:77::1", run, v6defaults)
+		}
+	}
+	conf, err := os.ReadFile(filepath.Join(root, "etc/resolv.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(conf), "nameserver 2001:db8:77::53\nnameserver 10.77.0.53\n") {
+		t.Errorf("resolv.conf lacks the metadata's then the lease's server:\n%s", conf)
+	}
+}
