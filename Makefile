@@ -29,6 +29,13 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+# Issue 6's end-to-end suite: the not-os-like guest booted under QEMU (TCG)
+# once per scenario, each proven by logging in with ssh (-v: each scenario's
+# boot-to-SSH time).
+E2EFLAGS ?= -count=1 -v -timeout 30m
+e2e: build
+	NOTOS_E2E=1 $(GO) test $(E2EFLAGS) ./test/e2e
+
 fuzz:
 	FUZZTIME=$${FUZZTIME:-2m} scripts/fuzz.sh
 
