@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -311,6 +313,14 @@ func mergeDNS(a, b DNS) DNS {
 // its own goroutine with its own netlink handle, and watches each link's
 // carrier for the keeper's INIT-REBOOT.
 func Keep(ctx context.Context, links []string, o UpOptions, release bool) error {
+	if o.Mode == "" {
+		o.Mode = ModeAuto
+	}
+	// The metadata's servers stay in resolv.conf beside the leases'.
+	md, err := PlanFromMetadata(o.Metadata, o.Mode)
+	if err != nil {
+		return err
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(links))
 	for i, name := range links {
@@ -322,14 +332,14 @@ func Keep(ctx context.Context, links []string, o UpOptions, release bool) error 
 					errs[i] = fmt.Errorf("keeper on %s: panic: %v\n%s", name, r, debug.Stack())
 				}
 			}()
-			errs[i] = keepLink(ctx, name, o, release)
+			errs[i] = keepLink(ctx, name, o, md.DNS, release)
 		}()
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
 
-func keepLink(ctx context.Context, name string, o UpOptions, release bool) error {
+func keepLink(ctx context.Context, name string, o UpOptions, static DNS, release bool) error {
 	// NETLINK_ROUTE only: without a family NewHandle also opens XFRM, whose
 	// module (xfrm_user) is not loaded at boot.
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
@@ -348,7 +358,7 @@ func keepLink(ctx context.Context, name string, o UpOptions, release bool) error
 		Root:    o.Root,
 		Clock:   SystemClock{},
 		DHCP:    &DHCPExchanger{Iface: name, Options: o.DHCP},
-		Net:     netlinkConfigurer{h: h, o: ApplyOptions{Root: o.Root, ResolvConf: o.ResolvConf}},
+		Net:     netlinkConfigurer{h: h, o: ApplyOptions{Root: o.Root, ResolvConf: o.ResolvConf}, static: static},
 		Links:   links,
 		Release: release,
 		Logf:    o.Logf,
@@ -358,13 +368,19 @@ func keepLink(ctx context.Context, name string, o UpOptions, release bool) error
 
 // netlinkConfigurer is the keeper's Configurer on the real system.
 type netlinkConfigurer struct {
-	h *netlink.Handle
-	o ApplyOptions
+	h      *netlink.Handle
+	o      ApplyOptions
+	static DNS // the metadata's servers
 }
 
+// Apply applies a lease's plan; resolv.conf gets every link's servers
+// (keeperDNS), not this lease's alone, as each link has its own keeper.
 func (c netlinkConfigurer) Apply(ctx context.Context, p Plan) error {
 	for i := range p.Links {
 		p.Links[i] = withMetric(c.h, p.Links[i])
+	}
+	if len(p.Links) == 1 {
+		p.DNS = keeperDNS(c.o.Root, p.Links[0].Name, c.static, p.DNS, time.Now())
 	}
 	_, err := Apply(ctx, c.h, p, c.o)
 	return err
@@ -376,6 +392,39 @@ func (c netlinkConfigurer) Remove(ctx context.Context, p Plan) error {
 		errs = append(errs, Remove(ctx, c.h, withMetric(c.h, lp)))
 	}
 	return errors.Join(errs...)
+}
+
+// keeperDNS is the resolv.conf of a keeper on iface applying a lease that
+// offers own: static (the metadata's) first, then the DNS of every link's
+// lease saved under root and not expired at now, in link name order, with
+// own in iface's place (its file may still hold the lease being replaced).
+// Unreadable lease files are left out: they are their own keeper's to fix.
+func keeperDNS(root, iface string, static, own DNS, now time.Time) DNS {
+	dir := filepath.Join(root, LeaseDir)
+	entries, _ := os.ReadDir(dir) // none yet: only own
+	links := []string{iface}
+	for _, e := range entries {
+		name, ok := strings.CutPrefix(e.Name(), "lease-")
+		if name, ok = strings.CutSuffix(name, ".json"); ok && name != iface {
+			links = append(links, name)
+		}
+	}
+	slices.Sort(links)
+	dns := static
+	for _, name := range links {
+		if name == iface {
+			dns = mergeDNS(dns, own)
+			continue
+		}
+		l, err := LoadLease(root, name)
+		if err != nil {
+			continue
+		}
+		if p, err := l.PlanAt(now); err == nil {
+			dns = mergeDNS(dns, p.DNS)
+		}
+	}
+	return dns
 }
 
 // dhcpMetricBase plus the link's index is the metric of a DHCP link's

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -122,5 +123,42 @@ func TestMergeDNS(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got, ipOpts); diff != "" {
 		t.Errorf("mergeDNS (-want +got):\n%s", diff)
+	}
+}
+
+// A keeper's resolv.conf holds the metadata's servers, then every link's
+// live saved lease's in link name order, its own from the lease it applies.
+func TestKeeperDNS(t *testing.T) {
+	root := t.TempDir()
+	now := time.Now()
+	save := func(iface, dns string, acquired time.Time) {
+		p, err := ACKToPlan(iface, testACK(t, mask(255, 255, 255, 0), dhcpv4.WithOption(dhcpv4.OptDNS(net.ParseIP(dns)))), acquired)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := SaveLease(root, p.Links[0].Lease); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save("eth0", "192.0.2.99", now)                   // the lease eth0's keeper replaces
+	save("eth1", "192.0.2.54", now)                   // another link's
+	save("eth2", "192.0.2.55", now.Add(-2*time.Hour)) // expired (one-hour lease)
+	save("a0", "192.0.2.52", now)                     // sorts first
+	if err := os.WriteFile(filepath.Join(root, LeaseDir, "lease-eth3.json"), []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := func(s string) netip.Addr { return netip.MustParseAddr(s) }
+	static := DNS{Servers: []netip.Addr{a("198.51.100.53")}}
+	own := DNS{Servers: []netip.Addr{a("192.0.2.53"), a("192.0.2.54")}, Domain: "corp.example"}
+	got := keeperDNS(root, "eth0", static, own, now)
+	want := DNS{Servers: []netip.Addr{a("198.51.100.53"), a("192.0.2.52"), a("192.0.2.53"), a("192.0.2.54")}, Domain: "corp.example"}
+	if diff := cmp.Diff(want, got, ipOpts); diff != "" {
+		t.Errorf("keeperDNS (-want +got):\n%s", diff)
+	}
+	// No lease directory yet: the metadata's and its own.
+	got = keeperDNS(t.TempDir(), "eth0", static, own, now)
+	want = DNS{Servers: []netip.Addr{a("198.51.100.53"), a("192.0.2.53"), a("192.0.2.54")}, Domain: "corp.example"}
+	if diff := cmp.Diff(want, got, ipOpts); diff != "" {
+		t.Errorf("keeperDNS without saved leases (-want +got):\n%s", diff)
 	}
 }

@@ -477,17 +477,25 @@ func TestNetKeepRebindAnswered(t *testing.T) {
 	}
 }
 
-func TestNetTwoLinks(t *testing.T) {
+// twoLinks makes a namespace pair with a second link, eth1, on its own
+// subnet served by the same dnsmasq (started with args added), each
+// link's lease with its own DNS server.
+func twoLinks(t *testing.T, args ...string) *netnstest.NS {
+	t.Helper()
 	ns := netnstest.New(t)
-	bin := testenv.AgentBinary(t)
-	// A second link, eth1, on its own subnet served by the same dnsmasq.
 	ns.AddVeth(t, "eth1", "", "srv1")
 	ns.Peer.Run(t, "ip", "addr", "add", "10.88.0.1/24", "dev", "srv1")
 	ns.Peer.Run(t, "ip", "link", "set", "srv1", "up")
 	ns.Run(t, "ip", "link", "set", "eth1", "up")
-	netnstest.StartDnsmasq(t, ns, netRange, "--interface=srv1",
+	netnstest.StartDnsmasq(t, ns, append([]string{netRange, "--interface=srv1",
 		"--dhcp-range=10.88.0.10,10.88.0.50,255.255.255.0,2m",
-		"--dhcp-option=tag:srv0,6,10.77.0.53", "--dhcp-option=tag:srv1,6,10.88.0.53")
+		"--dhcp-option=tag:srv0,6,10.77.0.53", "--dhcp-option=tag:srv1,6,10.88.0.53"}, args...)...)
+	return ns
+}
+
+func TestNetTwoLinks(t *testing.T) {
+	ns := twoLinks(t)
+	bin := testenv.AgentBinary(t)
 	root := netRoot(t)
 	code, out, errs := runNet(t, ns, bin, "--iface", "eth0", "--iface", "eth1", "--net", "dhcp", "--root", root, "--timeout", "20s")
 	if code != 0 {
@@ -718,5 +726,33 @@ func TestNetDHCPWithStaticIPv6(t *testing.T) {
 	}
 	if !strings.Contains(string(conf), "nameserver 2001:db8:77::53\nnameserver 10.77.0.53\n") {
 		t.Errorf("resolv.conf lacks the metadata's then the lease's server:\n%s", conf)
+	}
+}
+
+// Two links, each with its keeper: a renewal on one link rewrites
+// resolv.conf with both links' servers, not with its own lease's only.
+func TestNetKeepTwoLinksResolvConf(t *testing.T) {
+	// T1 2 s, T2 4 s (RFC 2132 options 58, 59).
+	ns := twoLinks(t, "--dhcp-option=58,2", "--dhcp-option=59,4")
+	bin := testenv.AgentBinary(t)
+	root := netRoot(t)
+	args := []string{"--iface", "eth0", "--iface", "eth1", "--net", "dhcp", "--root", root}
+	if code, out, errs := runNet(t, ns, bin, append(args, "--timeout", "20s")...); code != 0 {
+		t.Fatalf("net: exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	a := startAgent(t, ns, bin, append([]string{"net", "--keep"}, args...)...)
+	for _, link := range []string{"eth0", "eth1"} {
+		a.waitFor(t, 10*time.Second, "dhcp "+link+": RENEWING")
+		a.waitFor(t, 10*time.Second, "dhcp "+link+": bound to")
+	}
+	conf, err := os.ReadFile(filepath.Join(root, "etc/resolv.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(conf), "nameserver 10.77.0.53\nnameserver 10.88.0.53\n") {
+		t.Errorf("resolv.conf after the keepers' renewals does not list both links' servers:\n%s", conf)
+	}
+	if err := a.stop(t); err != nil {
+		t.Errorf("keeper exit: %v", err)
 	}
 }
