@@ -462,33 +462,51 @@ func (e *DHCPExchanger) leasedConn(l *Lease) (*leasedClient, net.HardwareAddr, e
 	if err != nil {
 		return nil, nil, fmt.Errorf("find link %s: %w", e.Iface, err)
 	}
-	lc := net.ListenConfig{Control: func(network, address string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) {
-			// The link, not the routing table, decides where a REBINDING
-			// broadcast goes; SO_BROADCAST lets it be sent at all.
-			serr = errors.Join(
-				unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, e.Iface),
-				unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1),
-				unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1))
-		})
-		return errors.Join(err, serr)
-	}}
 	// Bound to 0.0.0.0:68, not to the leased address: RFC 2131 §4.3.2 has
 	// the server broadcast its DHCPNAK, which a socket bound to one
 	// address never receives. The source address is set per message.
 	addr := net.JoinHostPort("0.0.0.0", strconv.Itoa(nclient4.ClientPort))
-	pc, err := lc.ListenPacket(context.Background(), "udp4", addr)
+	pc, err := udpSocket(e.Iface, nclient4.ClientPort)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open UDP socket on %s %s: %w", e.Iface, addr, err)
 	}
-	conn := &fromConn{UDPConn: pc.(*net.UDPConn), oob: pktinfo(l.Address.Addr())}
+	conn := &fromConn{UDPConn: pc, oob: pktinfo(l.Address.Addr())}
 	c, err := nclient4.NewWithConn(conn, ifi.HardwareAddr, nclient4.WithRetry(1), nclient4.WithTimeout(time.Hour))
 	if err != nil {
 		conn.Close()
 		return nil, nil, fmt.Errorf("start DHCP client on %s %s: %w", e.Iface, addr, err)
 	}
 	return &leasedClient{Client: c, conn: conn}, ifi.HardwareAddr, nil
+}
+
+// udpSocket opens a UDP socket on the link iface, bound to 0.0.0.0:port.
+// It is made with unix.Socket, not net.ListenConfig: a listen address given
+// as a string links in the DNS resolver (270 KB of the binary).
+func udpSocket(iface string, port int) (*net.UDPConn, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return nil, os.NewSyscallError("socket", err)
+	}
+	// The link, not the routing table, decides where a REBINDING
+	// broadcast goes; SO_BROADCAST lets it be sent at all.
+	err = errors.Join(
+		unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, iface),
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BROADCAST, 1),
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1))
+	if err == nil {
+		err = os.NewSyscallError("bind", unix.Bind(fd, &unix.SockaddrInet4{Port: port}))
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "udp4")
+	defer f.Close() // FilePacketConn works on a duplicate
+	c, err := net.FilePacketConn(f)
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.UDPConn), nil
 }
 
 // fromConn sends every datagram from one source address (IP_PKTINFO).
