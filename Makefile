@@ -36,6 +36,12 @@ E2EFLAGS ?= -count=1 -v -timeout 30m
 e2e: build
 	NOTOS_E2E=1 $(GO) test $(E2EFLAGS) ./test/e2e
 
+# The first command in README.md: installs what it needs (apt), builds the
+# agent, boots a VM provisioned from a mkdrive drive and logs in with ssh.
+# INTERACTIVE=1 leaves the VM running (Ctrl-C stops it).
+demo:
+	INTERACTIVE=$(INTERACTIVE) scripts/demo.sh
+
 fuzz:
 	FUZZTIME=$${FUZZTIME:-2m} scripts/fuzz.sh
 

@@ -489,7 +489,7 @@ func (e *env) corrupt(t *testing.T) {
 	o := e.options(t)
 	o.Drive = vm.ISOImage(t, dir, "config-2", "-J", "-r")
 	m := boot(t, o)
-	re := regexp.MustCompile(`(?m)^notos-agent: drive: failed: .*meta_data\.json.*$`)
+	re := regexp.MustCompile(`(?m)^notos-agent: drive: failed: .*openstack/latest/meta_data\.json.*$`)
 	if line := re.FindString(m.rep.Console); line == "" {
 		t.Errorf("no console line matching %s", re)
 	} else {
