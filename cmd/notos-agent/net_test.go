@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -50,42 +48,23 @@ const netRange = "--dhcp-range=10.77.0.10,10.77.0.50,255.255.255.0,2m"
 
 // agentProc is a notos-agent process whose stderr is collected line by line.
 type agentProc struct {
-	cmd    *exec.Cmd
+	*netnstest.Proc
 	stdout bytes.Buffer
-	mu     sync.Mutex
-	lines  []string
-	change chan struct{}
-	done   chan struct{}
-	err    error
 }
 
 // startAgent runs the binary with args inside ns; t.Cleanup kills it.
 func startAgent(t *testing.T, ns *netnstest.NS, bin string, args ...string) *agentProc {
 	t.Helper()
-	a := &agentProc{cmd: ns.Exec(bin, args...), change: make(chan struct{}), done: make(chan struct{})}
-	a.cmd.Stdout = &a.stdout
-	r, err := a.cmd.StderrPipe()
+	a := &agentProc{}
+	cmd := ns.Exec(bin, args...)
+	cmd.Stdout = &a.stdout
+	p, err := netnstest.StartProc(fmt.Sprintf("notos-agent %q", args), cmd)
 	if err != nil {
-		t.Fatalf("stderr pipe: %v", err)
+		t.Fatal(err)
 	}
-	if err := a.cmd.Start(); err != nil {
-		t.Fatalf("start %q: %v", args, err)
-	}
-	go func() {
-		sc := bufio.NewScanner(r)
-		for sc.Scan() {
-			a.mu.Lock()
-			a.lines = append(a.lines, sc.Text())
-			close(a.change)
-			a.change = make(chan struct{})
-			a.mu.Unlock()
-		}
-		a.err = a.cmd.Wait()
-		close(a.done)
-	}()
+	a.Proc = p
 	t.Cleanup(func() {
-		a.cmd.Process.Kill()
-		<-a.done
+		p.Stop(syscall.SIGKILL, 10*time.Second)
 		if t.Failed() {
 			t.Logf("notos-agent %q stderr:\n%s", args, strings.Join(a.Lines(), "\n"))
 		}
@@ -93,48 +72,23 @@ func startAgent(t *testing.T, ns *netnstest.NS, bin string, args ...string) *age
 	return a
 }
 
-func (a *agentProc) Lines() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]string(nil), a.lines...)
-}
-
 // waitFor waits for a stderr line containing substr, waking on each line.
 func (a *agentProc) waitFor(t *testing.T, timeout time.Duration, substr string) string {
 	t.Helper()
-	deadline := time.After(timeout)
-	seen := 0
-	for {
-		a.mu.Lock()
-		lines, change := a.lines[seen:], a.change
-		seen = len(a.lines)
-		a.mu.Unlock()
-		for _, l := range lines {
-			if strings.Contains(l, substr) {
-				return l
-			}
-		}
-		select {
-		case <-change:
-		case <-a.done:
-			t.Fatalf("notos-agent exited (%v) before logging %q", a.err, substr)
-		case <-deadline:
-			t.Fatalf("notos-agent did not log %q within %s", substr, timeout)
-		}
+	l, err := a.WaitFor(timeout, substr)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return l
 }
 
-// stop sends SIGTERM and waits for the exit.
+// stop sends SIGTERM and waits for the exit; it returns the exit status.
 func (a *agentProc) stop(t *testing.T) error {
 	t.Helper()
-	a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-a.done:
-		return a.err
-	case <-time.After(10 * time.Second):
-		t.Fatalf("notos-agent ignored SIGTERM for 10s")
-		return nil
+	if err := a.Stop(syscall.SIGTERM, 10*time.Second); err != nil {
+		t.Fatal(err)
 	}
+	return a.Err()
 }
 
 // runNet runs `net` to completion and returns its exit code and output.
@@ -142,15 +96,15 @@ func runNet(t *testing.T, ns *netnstest.NS, bin string, args ...string) (int, st
 	t.Helper()
 	a := startAgent(t, ns, bin, append([]string{"net"}, args...)...)
 	select {
-	case <-a.done:
+	case <-a.Done():
 	case <-time.After(60 * time.Second):
 		t.Fatalf("notos-agent net %q did not exit", args)
 	}
 	code := 0
-	if a.err != nil {
-		ee, ok := a.err.(*exec.ExitError)
+	if err := a.Err(); err != nil {
+		ee, ok := err.(*exec.ExitError)
 		if !ok {
-			t.Fatalf("notos-agent net: %v", a.err)
+			t.Fatalf("notos-agent net: %v", err)
 		}
 		code = ee.ExitCode()
 	}

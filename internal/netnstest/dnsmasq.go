@@ -1,16 +1,8 @@
 package netnstest
 
 import (
-	"bufio"
-	"context"
-	"errors"
-	"fmt"
-	"io"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,17 +10,11 @@ import (
 	"github.com/notos-agent/notos-agent/internal/testenv"
 )
 
-// Dnsmasq is a real dnsmasq serving DHCP on the server end of a pair.
+// Dnsmasq is a real dnsmasq serving DHCP on the server end of a pair. Its
+// log is its Proc's output.
 type Dnsmasq struct {
+	*Proc
 	LeaseFile string // pass it to a second StartDnsmasq to keep the leases
-
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited and its log is read
-	err  error         // the exit status, set before done is closed
-
-	mu      sync.Mutex
-	lines   []string
-	changed chan struct{} // closed and replaced on every new line
 }
 
 // StartDnsmasq runs dnsmasq in ns.Peer (the server namespace) bound to its
@@ -43,7 +29,7 @@ func StartDnsmasq(t testing.TB, ns *NS, args ...string) *Dnsmasq {
 	t.Helper()
 	bin := testenv.RequireCommands(t, "dnsmasq")["dnsmasq"]
 	srv := ns.Peer
-	d := &Dnsmasq{done: make(chan struct{}), changed: make(chan struct{})}
+	d := &Dnsmasq{}
 	dir := t.TempDir()
 	d.LeaseFile = filepath.Join(dir, "leases")
 	base := []string{
@@ -64,20 +50,11 @@ func StartDnsmasq(t testing.TB, ns *NS, args ...string) *Dnsmasq {
 	if !leaseGiven {
 		base = append(base, "--dhcp-leasefile="+d.LeaseFile)
 	}
-	cmd := srv.Exec(bin, append(base, args...)...)
-	pr, pw, err := os.Pipe()
+	p, err := StartProc("dnsmasq in netns "+srv.Name, srv.Exec(bin, append(base, args...)...))
 	if err != nil {
-		t.Fatalf("pipe for dnsmasq's log: %v", err)
+		t.Fatal(err)
 	}
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
-		pr.Close()
-		pw.Close()
-		t.Fatalf("start dnsmasq in netns %s: %v", srv.Name, err)
-	}
-	pw.Close()
-	d.cmd = cmd
-	go d.read(pr)
+	d.Proc = p
 	t.Cleanup(func() {
 		if err := d.Stop(); err != nil {
 			t.Logf("dnsmasq: %v", err)
@@ -92,98 +69,7 @@ func StartDnsmasq(t testing.TB, ns *NS, args ...string) *Dnsmasq {
 	return d
 }
 
-// read collects the log until the process closes its end, then reaps it.
-func (d *Dnsmasq) read(r io.ReadCloser) {
-	defer r.Close()
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		d.mu.Lock()
-		d.lines = append(d.lines, sc.Text())
-		close(d.changed)
-		d.changed = make(chan struct{})
-		d.mu.Unlock()
-	}
-	d.err = d.cmd.Wait()
-	close(d.done)
-}
-
-// Lines returns a copy of the log so far.
-func (d *Dnsmasq) Lines() []string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return append([]string(nil), d.lines...)
-}
-
-// Count returns how many log lines so far contain substr.
-func (d *Dnsmasq) Count(substr string) int {
-	n := 0
-	for _, l := range d.Lines() {
-		if strings.Contains(l, substr) {
-			n++
-		}
-	}
-	return n
-}
-
-// WaitFor waits until a log line contains substr, and returns that line.
-// It wakes on each new line, not on a timer, and gives up after timeout or
-// when dnsmasq exits.
-func (d *Dnsmasq) WaitFor(timeout time.Duration, substr string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	return d.WaitForContext(ctx, substr)
-}
-
-// WaitForContext is WaitFor with a context.
-func (d *Dnsmasq) WaitForContext(ctx context.Context, substr string) (string, error) {
-	seen := 0
-	for {
-		d.mu.Lock()
-		lines, changed := d.lines[seen:], d.changed
-		seen = len(d.lines)
-		d.mu.Unlock()
-		for _, l := range lines {
-			if strings.Contains(l, substr) {
-				return l, nil
-			}
-		}
-		select {
-		case <-changed:
-		case <-d.done:
-			// The last lines may have arrived with the exit.
-			for _, l := range d.Lines()[seen:] {
-				if strings.Contains(l, substr) {
-					return l, nil
-				}
-			}
-			return "", fmt.Errorf("dnsmasq exited (%v) before logging %q", d.err, substr)
-		case <-ctx.Done():
-			return "", fmt.Errorf("wait for dnsmasq to log %q: %w", substr, ctx.Err())
-		}
-	}
-}
-
 // Stop ends dnsmasq with SIGTERM and waits for it to exit (up to 5s, then
-// SIGKILL). Stopping twice is harmless.
-func (d *Dnsmasq) Stop() error {
-	select {
-	case <-d.done:
-		return nil
-	default:
-	}
-	// `ip netns exec` execs dnsmasq in its own process: the pid is dnsmasq's.
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("signal dnsmasq (pid %d): %w", d.cmd.Process.Pid, err)
-	}
-	select {
-	case <-d.done:
-		return nil
-	case <-time.After(5 * time.Second):
-		d.cmd.Process.Kill()
-		<-d.done
-		return fmt.Errorf("dnsmasq (pid %d) ignored SIGTERM for 5s: killed", d.cmd.Process.Pid)
-	}
-}
-
-// Done is closed when dnsmasq has exited.
-func (d *Dnsmasq) Done() <-chan struct{} { return d.done }
+// SIGKILL). Stopping twice is harmless. `ip netns exec` execs dnsmasq in its
+// own process, so the pid signalled is dnsmasq's.
+func (d *Dnsmasq) Stop() error { return d.Proc.Stop(syscall.SIGTERM, 5*time.Second) }
