@@ -21,7 +21,7 @@ declare -A pkg=(
 	[qemu-system-x86_64]=qemu-system-x86 [busybox]=busybox-static
 	[runit]=runit [runsvdir]=runit [sshd]=openssh-server
 	[ssh]=openssh-client [ssh-keygen]=openssh-client
-	[mke2fs]=e2fsprogs [depmod]=kmod [apt-get]=apt
+	[mke2fs]=e2fsprogs [depmod]=kmod
 )
 missing=()
 for cmd in "${!pkg[@]}"; do
@@ -41,6 +41,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 	$sudo env DEBIAN_FRONTEND=noninteractive "$here/apt-retry.sh" apt-get update -q
 	$sudo env DEBIAN_FRONTEND=noninteractive "$here/apt-retry.sh" \
 		apt-get install -y -q --no-install-recommends "${missing[@]}"
+	# Removed here: the exec at the end would skip an EXIT trap.
+	if [ -n "$(trap -p EXIT)" ]; then
+		$sudo rm -f "$policy"
+		trap - EXIT
+	fi
 fi
 
 step "Debian's cloud kernel (scripts/fetch-kernel.sh; cached after the first download)"
