@@ -86,9 +86,15 @@ func ReadStatus(root string) *Status {
 		}
 	}
 
-	leases, _ := filepath.Glob(filepath.Join(root, netcfg.LeaseDir, "lease-*.json"))
-	for _, p := range leases {
-		iface := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), "lease-"), ".json")
+	// The saved leases, lease-<link>.json, in name order (os.ReadDir sorts;
+	// filepath.Glob would link in its pattern matcher for this one use).
+	entries, _ := os.ReadDir(filepath.Join(root, netcfg.LeaseDir))
+	for _, e := range entries {
+		iface, isLease := strings.CutPrefix(e.Name(), "lease-")
+		iface, isJSON := strings.CutSuffix(iface, ".json")
+		if !isLease || !isJSON {
+			continue
+		}
 		l, err := netcfg.LoadLease(root, iface)
 		if err != nil {
 			st.LeaseErrs = append(st.LeaseErrs, err.Error())
