@@ -77,16 +77,16 @@ func TestE2E(t *testing.T) {
 
 	t.Run("1-digitalocean-mkdrive", e.digitalOcean)
 	t.Run("2-genisoimage-rock-ridge-joliet", func(t *testing.T) {
-		e.otherDrive(t, vm.ISOImage(t, e.tree(t), "config-2", "-J", "-r"), "")
+		e.otherDrive(t, vm.ISOImage(t, e.tree(t), "config-2", "-J", "-r"), "iso9660", "")
 	})
 	t.Run("2-genisoimage-joliet-only", func(t *testing.T) {
-		e.otherDrive(t, vm.ISOImage(t, e.tree(t), "config-2", "-J"), "")
+		e.otherDrive(t, vm.ISOImage(t, e.tree(t), "config-2", "-J"), "iso9660", "")
 	})
 	t.Run("2-vfat-CONFIG-2", func(t *testing.T) {
-		e.otherDrive(t, e.mkdrive(t, "--format", "vfat"), "")
+		e.otherDrive(t, e.mkdrive(t, "--format", "vfat"), "vfat", "")
 	})
 	t.Run("3-modules-ko-xz", func(t *testing.T) {
-		e.otherDrive(t, e.mkdrive(t, "--digitalocean"), vm.XZ)
+		e.otherDrive(t, e.mkdrive(t, "--digitalocean"), "iso9660", vm.XZ)
 	})
 	t.Run("4-no-drive-and-7-lease-renewal", e.noDriveRenewal)
 	t.Run("5-corrupt-meta-data", e.corrupt)
@@ -382,9 +382,10 @@ func (e *env) digitalOcean(t *testing.T) {
 	}
 }
 
-// 2 and 3. Another drive (or module compression): the drive's keys and
-// hostname are in effect, every step that applies ok.
-func (e *env) otherDrive(t *testing.T, drive string, c vm.Compression) {
+// 2 and 3. Another drive (or module compression): the drive, read as
+// file system fstype, gave its keys and hostname; every step that applies
+// ok.
+func (e *env) otherDrive(t *testing.T, drive, fstype string, c vm.Compression) {
 	o := e.options(t)
 	o.Drive = drive
 	o.Compression = c
@@ -395,7 +396,11 @@ func (e *env) otherDrive(t *testing.T, drive string, c vm.Compression) {
 	m.checkIdentity(t, e.keys.drive1, hostname)
 	st := m.status(t, e.keys.drive1)
 	checkSteps(t, st.State, map[string]agent.Outcome{"seed": agent.Skipped, "userdata": agent.Skipped})
-	t.Logf("drive: %s (%s)", st.State.Source, step(st.State, "drive").Summary)
+	summary := step(st.State, "drive").Summary
+	t.Logf("drive step: %s", summary)
+	if !strings.Contains(summary, " on /dev/vdb ("+fstype+",") {
+		t.Errorf("drive step %q, want the drive read from /dev/vdb as %s", summary, fstype)
+	}
 	if c == "" {
 		return
 	}
