@@ -152,13 +152,23 @@ func TestDHCPRenewingAndRebinding(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Request(%s): %v", kind, err)
 			}
-			if got := srv.Count("DHCPACK(srv0) " + l.Address.Addr().String()); got != before+1 {
+			// The client has the ACK; dnsmasq's log line may still be on
+			// its way through the pipe.
+			ack := "DHCPACK(srv0) " + l.Address.Addr().String()
+			if err := srv.WaitCount(5*time.Second, ack, before+1); err != nil {
+				t.Error(err)
+			}
+			if got := srv.Count(ack); got != before+1 {
 				t.Errorf("dnsmasq ACKs for %s: %d, want %d", l.Address.Addr(), got, before+1)
 			}
 		})
 	}
 	// dnsmasq logs the source of a unicast renewal as the leased address:
-	// "DHCPREQUEST(srv0) <ip>" with ciaddr set.
+	// "DHCPREQUEST(srv0) <ip>" with ciaddr set. Count once its whole log
+	// is read: Stop returns only then.
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
 	if n := srv.Count("DHCPREQUEST(srv0) " + l.Address.Addr().String()); n < 3 {
 		t.Errorf("dnsmasq saw %d REQUESTs for %s, want 3 (SELECTING, RENEWING, REBINDING)", n, l.Address.Addr())
 	}

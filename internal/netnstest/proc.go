@@ -84,6 +84,32 @@ func (p *Proc) Count(substr string) int {
 	return n
 }
 
+// WaitCount waits until at least n lines contain substr: a program may log
+// what it did a moment after its peer has seen it done. It wakes on each new
+// line and gives up after timeout or when the process exits.
+func (p *Proc) WaitCount(timeout time.Duration, substr string, n int) error {
+	deadline := time.After(timeout)
+	for {
+		p.mu.Lock()
+		changed := p.changed
+		p.mu.Unlock()
+		got := p.Count(substr)
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-p.done:
+			if got = p.Count(substr); got >= n {
+				return nil
+			}
+			return fmt.Errorf("%s exited (%v) with %d lines holding %q, want %d", p.name, p.err, got, substr, n)
+		case <-deadline:
+			return fmt.Errorf("%s printed %d lines holding %q within %s, want %d", p.name, got, substr, timeout, n)
+		}
+	}
+}
+
 // WaitFor waits until a line contains substr, and returns that line. It
 // wakes on each new line, not on a timer, and gives up after timeout or
 // when the process exits.
