@@ -196,7 +196,7 @@ func leaseTimes(ack *dhcpv4.DHCPv4, warn func(string, ...any)) (Lease, error) {
 	case d == 0:
 		return Lease{}, errors.New("lease time (option 51) is zero")
 	}
-	l := Lease{Duration: d, T1: d / 2, T2: d * 7 / 8}
+	l := Lease{Duration: d, T1: d / 2, T2: rebindTime(d)}
 	if d == infiniteLease {
 		l.T1, l.T2 = infiniteLease, infiniteLease
 		return l, nil
@@ -215,10 +215,15 @@ func leaseTimes(ack *dhcpv4.DHCPv4, warn func(string, ...any)) (Lease, error) {
 	}
 	if !(0 < l.T1 && l.T1 <= l.T2 && l.T2 < d) {
 		warn("T1 %s, T2 %s out of order for a lease of %s: using 0.5 and 0.875 of the lease", l.T1, l.T2, d)
-		l.T1, l.T2 = d/2, d*7/8
+		l.T1, l.T2 = d/2, rebindTime(d)
 	}
 	return l, nil
 }
+
+// rebindTime is RFC 2131 §4.4.5's default T2, 0.875 of the lease. d*7/8
+// would overflow: a lease of 2^32-1 seconds is 4.3e18 ns, and seven times
+// that is past the int64 range.
+func rebindTime(d time.Duration) time.Duration { return d - d/8 }
 
 // broadcast is option 28 when it is the prefix's own broadcast address,
 // else the computed one (none on /31 and /32, RFC 3021).
