@@ -84,7 +84,7 @@ func cmdMkdrive(args []string, stdout, stderr io.Writer) int {
 		label = mkdrive.VFATLabel
 	}
 	// user_data may hold secrets: only whether it is there is printed.
-	fmt.Fprintf(stdout, "mkdrive: wrote %s (%s, label %s): uuid %s, hostname %q, %d keys, user_data %s, digitalocean %t\n",
+	fmt.Fprintf(stdout, "mkdrive: wrote %s (%s, label %s): uuid %s, hostname %q, keys %d, user_data %s, digitalocean %t\n",
 		*out, *format, label, s.UUID, s.Hostname, len(s.PublicKeys), configdrive.Secret(s.UserData), s.DigitalOcean)
 	return 0
 }

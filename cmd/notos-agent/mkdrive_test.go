@@ -63,7 +63,7 @@ func TestMkdriveWritesWhatLoadReads(t *testing.T) {
 				t.Fatalf("exit %d: %s", code, stderr.String())
 			}
 			wantOut := "mkdrive: wrote " + img + " (" + format + `, label ` + map[string]string{"iso": "config-2", "vfat": "CONFIG-2"}[format] +
-				`): uuid 129714139, hostname "web-1", 3 keys, user_data present, digitalocean true` + "\n"
+				`): uuid 129714139, hostname "web-1", keys 3, user_data present, digitalocean true` + "\n"
 			if stdout.String() != wantOut || stderr.Len() != 0 {
 				t.Errorf("stdout %q, stderr %q; want stdout %q", stdout.String(), stderr.String(), wantOut)
 			}
