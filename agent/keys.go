@@ -94,11 +94,15 @@ func (r KeysResult) Summary() string {
 	if r.Count == 0 {
 		return "no valid key on the drive, " + r.Path + " left untouched"
 	}
-	noun := "keys"
-	if r.Count == 1 {
-		noun = "key"
+	return fmt.Sprintf("%s installed in %s (%s)", countKeys(r.Count), r.Path, changedWord(r.Changed))
+}
+
+// countKeys says "1 key" or "N keys".
+func countKeys(n int) string {
+	if n == 1 {
+		return "1 key"
 	}
-	return fmt.Sprintf("%d %s installed in %s (%s)", r.Count, noun, r.Path, changedWord(r.Changed))
+	return fmt.Sprintf("%d keys", n)
 }
 
 func changedWord(changed bool) string {

@@ -60,12 +60,8 @@ func (r *run) drive(ctx context.Context, rec *Record) error {
 	}
 	rec.Fact("source", md.Source)
 	rec.Fact("instance_id", md.InstanceID)
-	keys := fmt.Sprintf("%d keys", len(md.PublicKeys))
-	if len(md.PublicKeys) == 1 {
-		keys = "1 key"
-	}
 	rec.Summary("%s on %s (%s, openstack/%s): instance %s, %s, user_data %s",
-		cfg.Label, md.Source, md.FSType, md.Version, orNone(md.InstanceID), keys, md.UserData)
+		cfg.Label, md.Source, md.FSType, md.Version, orNone(md.InstanceID), countKeys(len(md.PublicKeys)), md.UserData)
 	return nil
 }
 
