@@ -246,16 +246,6 @@ func shellQuote(args []string) string {
 	return strings.Join(q, " ")
 }
 
-// SSHDConfig is not-os's sshd configuration (no PAM in the guest).
-const SSHDConfig = `HostKey /etc/ssh/ssh_host_ed25519_key
-AuthorizedKeysFile /etc/ssh/authorized_keys.d/%u
-StrictModes yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-PermitRootLogin prohibit-password
-`
-
 // sshdRun runs sshd in the foreground; a helper in the background tells
 // the console when the port is open.
 const sshdRun = `exec 2>&1
@@ -297,7 +287,7 @@ func addSSHD(t vm.TB, r *vm.Initramfs) {
 	r.AddHostBinary("/usr/sbin/sshd", sshd)
 	priv, _ := KeyPair(t, "guest host key")
 	r.WriteFile("/etc/ssh/ssh_host_ed25519_key", priv, 0o600)
-	r.WriteFile("/etc/ssh/sshd_config", []byte(SSHDConfig), 0o644)
+	r.WriteFile("/etc/ssh/sshd_config", []byte(vm.SSHDConfig), 0o644)
 }
 
 // KeyPair makes an ed25519 key pair with ssh-keygen in a temporary

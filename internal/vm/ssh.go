@@ -20,3 +20,15 @@ func SSHCommand(ctx context.Context, hostPort int, identity, remote string) *exe
 		"-o", "ConnectTimeout=20",
 		"-p", strconv.Itoa(hostPort), "root@127.0.0.1", remote)
 }
+
+// SSHDConfig is not-os's sshd configuration: keys from
+// /etc/ssh/authorized_keys.d/%u (where notos-agent writes them), strict
+// modes, no passwords, and no PAM (there is none in a test guest).
+const SSHDConfig = `HostKey /etc/ssh/ssh_host_ed25519_key
+AuthorizedKeysFile /etc/ssh/authorized_keys.d/%u
+StrictModes yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+PermitRootLogin prohibit-password
+`

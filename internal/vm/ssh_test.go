@@ -42,15 +42,7 @@ func TestBootSSH(t *testing.T) {
 	r.WriteFile("/etc/group", []byte("root:x:0:\nnogroup:x:65534:\n"), 0o644)
 	r.WriteFile("/etc/ssh/ssh_host_ed25519_key", read("host"), 0o600)
 	r.WriteFile("/etc/ssh/authorized_keys.d/root", read("client.pub"), 0o600)
-	// not-os's sshd settings; no PAM in the initramfs.
-	r.WriteFile("/etc/ssh/sshd_config", []byte(`HostKey /etc/ssh/ssh_host_ed25519_key
-AuthorizedKeysFile /etc/ssh/authorized_keys.d/%u
-StrictModes yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-PermitRootLogin prohibit-password
-`), 0o644)
+	r.WriteFile("/etc/ssh/sshd_config", []byte(SSHDConfig), 0o644)
 	r.AddInit(InitScript(`
 modprobe -a virtio_pci virtio_net || vmtest modprobe.failed 1
 ip link set lo up
